@@ -1,0 +1,23 @@
+"""The ledger's tables, one module each; importing this package registers them all."""
+
+from billing.models.api_key import ApiKey
+from billing.models.dispute import Dispute
+from billing.models.email_outbox import EmailOutbox
+from billing.models.payment import Payment
+from billing.models.pledge import Pledge, PledgeInterval, PledgeStatus
+from billing.models.reader import Reader
+from billing.models.refund import Refund
+from billing.models.stripe_event import StripeEvent
+
+__all__ = [
+    "ApiKey",
+    "Dispute",
+    "EmailOutbox",
+    "Payment",
+    "Pledge",
+    "PledgeInterval",
+    "PledgeStatus",
+    "Reader",
+    "Refund",
+    "StripeEvent",
+]

@@ -1,0 +1,111 @@
+"""Every setting the service reads, from the environment or a `.env` file, checked at start-up."""
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values that mean "nobody configured this": refused outside development.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "sk_test_localstripe", "whsec_dev"})
+DEV_STRIPE_API_KEY = "sk_test_localstripe"
+DEV_STRIPE_PUBLISHABLE_KEY = "pk_test_localstripe"
+DEV_WEBHOOK_SECRET = "whsec_dev"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    database_url: str = "sqlite:///./.pledges/pledges.db"
+    celery_broker_url: str = "sqla+sqlite:///./.pledges/broker.db"
+    redis_url: str | None = None
+
+    stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    stripe_publishable_key: str = DEV_STRIPE_PUBLISHABLE_KEY
+    # Comma-separated: during a rotation both the old and the new secret verify.
+    stripe_webhook_secret: Annotated[list[SecretStr], NoDecode] = [SecretStr(DEV_WEBHOOK_SECRET)]
+    stripe_api_base: str | None = None
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Reader Pledges <pledges@localhost>"
+
+    public_url: str = "http://127.0.0.1:8000"
+    widget_origins: Annotated[list[str], NoDecode] = []
+
+    currencies: Annotated[list[str], NoDecode] = ["eur", "usd", "gbp"]
+    # Minimum and maximum in major units ("2" means 2.00 EUR, 200 JPY would be "200").
+    min_amount: int = Field(default=2, ge=1)
+    max_amount: int = Field(default=10_000, ge=1)
+    # Stripe's standard card pricing, used to show and add the "cover the fee" extra.
+    card_fee_basis_points: int = Field(default=290, ge=0, lt=10_000)
+    card_fee_fixed_minor: int = Field(default=30, ge=0)
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @field_validator("stripe_webhook_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("widget_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return [str(code).lower() for code in value]
+        return value
+
+    @field_validator("currencies")
+    @classmethod
+    def _known_currencies(cls, value: list[str]) -> list[str]:
+        from billing.money import CURRENCY_EXPONENTS
+
+        unknown = [code for code in value if code not in CURRENCY_EXPONENTS]
+        if unknown:
+            raise ValueError(f"unknown currency codes: {', '.join(unknown)}")
+        if not value:
+            raise ValueError("at least one currency is required")
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_outside_development(self) -> "Settings":
+        if self.min_amount > self.max_amount:
+            raise ValueError("MIN_AMOUNT must not be greater than MAX_AMOUNT")
+        if self.environment == "development":
+            return self
+        missing = []
+        if self.stripe_api_key.get_secret_value() in PLACEHOLDER_SECRETS:
+            missing.append("STRIPE_API_KEY")
+        if self.stripe_publishable_key in PLACEHOLDER_SECRETS | {DEV_STRIPE_PUBLISHABLE_KEY}:
+            missing.append("STRIPE_PUBLISHABLE_KEY")
+        if not self.stripe_webhook_secret or any(
+            secret.get_secret_value() in PLACEHOLDER_SECRETS for secret in self.stripe_webhook_secret
+        ):
+            missing.append("STRIPE_WEBHOOK_SECRET")
+        if missing:
+            raise ValueError(
+                f"{', '.join(missing)} must be set to real values when ENVIRONMENT="
+                f"{self.environment} (placeholders are only accepted in development)"
+            )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
