@@ -1,4 +1,4 @@
-"""Alembic driven from code, so `pledges db upgrade` needs no alembic.ini in the working directory."""
+"""Alembic driven from code, so `pledges db upgrade` needs no alembic.ini anywhere."""
 
 from alembic import command
 from alembic.config import Config

@@ -1,4 +1,4 @@
-"""Money as integer minor units plus an ISO currency: exponents, limits, card-fee cover and display."""
+"""Money as integer minor units plus an ISO currency: exponents, fee cover, display."""
 
 from decimal import Decimal
 

@@ -1,6 +1,7 @@
 """Alembic runs every migration through here, against DATABASE_URL or the URL it is handed."""
 
 from alembic import context
+
 import billing.models  # noqa: F401  (registers every table on Base.metadata)
 from billing.db import Base, build_engine
 from billing.settings import get_settings

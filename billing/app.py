@@ -1,0 +1,33 @@
+"""The FastAPI application: routers, middleware and error handlers, assembled in one place."""
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from billing import health
+from billing.body_limit import BodyLimitMiddleware
+from billing.errors import install_error_handlers
+from billing.logs import configure_logging
+from billing.pledges.routes import router as pledges_router
+from billing.settings import get_settings
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging()
+    app = FastAPI(
+        title="Reader Pledges",
+        version="0.1.0",
+        description="Reader-revenue backend: pledges on Stripe, webhooks, receipts, reports.",
+    )
+    app.include_router(health.router)
+    app.include_router(pledges_router)
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.widget_origins,
+        allow_methods=["POST", "GET"],
+        allow_headers=["Content-Type", "Idempotency-Key"],
+        max_age=600,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,120 @@
+"""`pledges dev`: the whole service on one machine with embedded defaults, stopped by Ctrl-C."""
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from billing.settings import DEV_WEBHOOK_SECRET
+
+LOCALSTRIPE_PORT = 8420
+SMTP_PORT = 8025
+STATE_DIR = Path(".pledges")
+
+
+def dev_environment(environ: dict[str, str], port: int) -> dict[str, str]:
+    """The embedded defaults, under whatever the operator already set."""
+    env = dict(environ)
+    env.setdefault("ENVIRONMENT", "development")
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("WIDGET_ORIGINS", env["PUBLIC_URL"])
+    if "STRIPE_API_KEY" not in environ:
+        env["STRIPE_API_BASE"] = env.get("STRIPE_API_BASE", f"http://127.0.0.1:{LOCALSTRIPE_PORT}")
+    if "SMTP_HOST" not in environ:
+        env["SMTP_HOST"] = "127.0.0.1"
+        env["SMTP_PORT"] = str(SMTP_PORT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def register_localstripe_webhook(api_base: str, url: str, secret: str) -> None:
+    response = httpx.post(
+        f"{api_base}/_config/webhooks/pledges", data={"url": url, "secret": secret}, timeout=5
+    )
+    response.raise_for_status()
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_dev(port: int, environ: dict[str, str]) -> int:
+    STATE_DIR.mkdir(exist_ok=True)
+    env = dev_environment(environ, port)
+    python = sys.executable
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> None:
+        processes.append(subprocess.Popen([python, *args], env=env))
+
+    def stop() -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if "STRIPE_API_KEY" not in environ:
+            start("-m", "billing.localstripe_server", "--port", str(LOCALSTRIPE_PORT))
+        if "SMTP_HOST" not in environ:
+            start("-m", "billing.mail_catcher", "--port", str(SMTP_PORT),
+                  "--folder", str(STATE_DIR / "mail"))  # fmt: skip
+        subprocess.run([python, "-m", "billing.cli", "db", "upgrade"], env=env, check=True)
+        key = subprocess.run(
+            [python, "-m", "billing.cli", "apikey", "create", "--role", "finance",
+             "--name", "pledges dev"],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1]  # fmt: skip
+        start("-m", "billing.cli", "serve", "--port", str(port))
+        start("-m", "billing.cli", "worker", "--concurrency", "2")
+        wait_for_port(port)
+        if "STRIPE_API_KEY" not in environ:
+            wait_for_port(LOCALSTRIPE_PORT)
+            secret = env.get("STRIPE_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET).split(",")[0]
+            register_localstripe_webhook(
+                env["STRIPE_API_BASE"], f"{env['PUBLIC_URL']}/webhooks/stripe", secret
+            )
+        print(
+            f"\nReader Pledges is running:\n"
+            f"  API          {env['PUBLIC_URL']}  (OpenAPI docs at /docs)\n"
+            f"  Stripe       {env.get('STRIPE_API_BASE', 'api.stripe.com')}\n"
+            f"  Mail         {env['SMTP_HOST']}:{env.get('SMTP_PORT', '25')}"
+            f"  (caught mails in {STATE_DIR / 'mail'})\n"
+            f"  Finance key  {key}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        failed = next(p for p in processes if p.poll() is not None)
+        print(f"a process exited ({failed.args!r}); stopping", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_dev(8000, {}))

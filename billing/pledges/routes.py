@@ -1,0 +1,47 @@
+"""HTTP endpoints the support widget calls."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, status
+from sqlalchemy.orm import Session
+
+from billing.dependencies import get_session
+from billing.pledges import service
+from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
+from billing.settings import Settings, get_settings
+from billing.stripe_gateway import StripeGateway, get_gateway
+
+router = APIRouter(prefix="/v1/pledges", tags=["pledges"])
+
+ERRORS = {
+    404: {"description": "No pledge with this id."},
+    409: {"description": "Idempotency-Key reused with another body, or card not confirmed yet."},
+    422: {"description": "Invalid input; `message` says what to change."},
+    503: {"description": "Stripe is unreachable; retrying with the same Idempotency-Key is safe."},
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=ERRORS)  # type: ignore[arg-type]
+def create_pledge(
+    request: PledgeCreate,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> PledgeCreated:
+    """Start a pledge: returns a SetupIntent client secret for Stripe.js to confirm the card."""
+    created = service.create_pledge(session, gateway, settings, request, idempotency_key)
+    session.commit()
+    return created
+
+
+@router.post("/{pledge_id}/confirm", responses=ERRORS)  # type: ignore[arg-type]
+def confirm_pledge(
+    pledge_id: str,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+) -> PledgeConfirmed:
+    """After the card is confirmed in the browser: start the subscription or charge the gift."""
+    confirmed = service.confirm_pledge(session, gateway, pledge_id)
+    session.commit()
+    return confirmed

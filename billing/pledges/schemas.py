@@ -1,0 +1,50 @@
+"""What the widget sends and receives when a reader pledges."""
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt
+
+Interval = Literal["month", "year", "once"]
+Locale = Literal["en", "ru"]
+
+
+class PledgeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr = Field(description="Where receipts and the manage link go.")
+    name: str | None = Field(default=None, max_length=200)
+    amount: StrictInt = Field(
+        description="Whole number of minor units: 500 is 5.00. Limits depend on the currency.",
+        examples=[500],
+    )
+    currency: str = Field(min_length=3, max_length=3, examples=["eur"])
+    interval: Interval = "month"
+    cover_fees: StrictBool = Field(
+        default=False, description="Add the card fee so the newsroom receives the full amount."
+    )
+    source: str | None = Field(default=None, max_length=100, description="e.g. 'newsletter'.")
+    campaign: str | None = Field(default=None, max_length=100)
+    article_url: str | None = Field(default=None, max_length=2048)
+    locale: Locale = "en"
+
+
+class PledgeCreated(BaseModel):
+    id: uuid.UUID
+    status: str
+    client_secret: str
+    publishable_key: str
+    amount: int = Field(description="What the reader chose, in minor units.")
+    fee_cover: int = Field(description="Added to cover the card fee, in minor units.")
+    total_amount: int = Field(description="What the card is charged each time, in minor units.")
+    currency: str
+    interval: Interval
+
+
+class PledgeConfirmed(BaseModel):
+    id: uuid.UUID
+    status: Literal[
+        "active", "requires_action", "failed", "pending", "past_due", "paused", "canceled"
+    ]
+    client_secret: str | None = None
+    reason: str | None = None

@@ -1,0 +1,263 @@
+"""Creating and confirming pledges: validation, the reader, the Stripe objects, the ledger row."""
+
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from billing.db import utcnow
+from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
+from billing.money import fee_cover_minor, format_money, to_minor
+from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
+from billing.settings import Settings
+from billing.stripe_gateway import CardDeclined, ChargeOutcome, StripeGateway
+
+
+class PledgeError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidPledge(PledgeError):
+    status_code = 422
+
+
+class PledgeNotFound(PledgeError):
+    status_code = 404
+
+
+class PledgeConflict(PledgeError):
+    status_code = 409
+
+
+def check_amount(settings: Settings, amount: int, currency: str) -> str:
+    """The lower-cased currency, or InvalidPledge with a message the reader can act on."""
+    code = currency.lower()
+    if code not in settings.currencies:
+        choices = ", ".join(c.upper() for c in settings.currencies)
+        raise InvalidPledge(
+            f"{currency.upper()} is not a currency we accept. Choose one of {choices}.", "currency"
+        )
+    minimum = to_minor(settings.min_amount, code)
+    maximum = to_minor(settings.max_amount, code)
+    if amount < minimum:
+        raise InvalidPledge(f"The smallest pledge is {format_money(minimum, code)}.", "amount")
+    if amount > maximum:
+        raise InvalidPledge(
+            f"The largest pledge we can take online is {format_money(maximum, code)}.", "amount"
+        )
+    return code
+
+
+def create_pledge(
+    session: Session,
+    gateway: StripeGateway,
+    settings: Settings,
+    request: PledgeCreate,
+    idempotency_key: str | None,
+) -> PledgeCreated:
+    currency = check_amount(settings, request.amount, request.currency)
+    fingerprint = _fingerprint(request)
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, idempotency_key)
+        if existing is not None:
+            return _replay(gateway, settings, existing, fingerprint)
+
+    reader = _get_or_create_reader(session, request)
+    fee = (
+        fee_cover_minor(
+            request.amount, settings.card_fee_basis_points, settings.card_fee_fixed_minor
+        )
+        if request.cover_fees
+        else 0
+    )
+    pledge = Pledge(
+        id=uuid.uuid4(),
+        reader_id=reader.id,
+        amount_minor=request.amount,
+        fee_cover_minor=fee,
+        currency=currency,
+        interval=request.interval,
+        status=PledgeStatus.PENDING,
+        cover_fees=request.cover_fees,
+        locale=request.locale,
+        source=request.source,
+        campaign=request.campaign,
+        article_url=request.article_url,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+    )
+    session.add(pledge)
+    try:
+        # A concurrent request with the same key waits here on the unique index, then loses.
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        existing = _by_idempotency_key(session, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(gateway, settings, existing, fingerprint)
+
+    if reader.stripe_customer_id is None:
+        reader.stripe_customer_id = gateway.create_customer(
+            email=reader.email, name=reader.name, locale=reader.locale, reader_id=str(reader.id)
+        )
+    pledge.stripe_customer_id = reader.stripe_customer_id
+    setup_intent = gateway.create_setup_intent(
+        customer_id=reader.stripe_customer_id, pledge_id=str(pledge.id)
+    )
+    pledge.stripe_setup_intent_id = setup_intent.id
+    session.flush()
+    return _created(settings, pledge, setup_intent.client_secret)
+
+
+def confirm_pledge(session: Session, gateway: StripeGateway, pledge_id: str) -> PledgeConfirmed:
+    try:
+        key = uuid.UUID(pledge_id)
+    except ValueError:
+        raise PledgeNotFound("No pledge with this id.") from None
+    # The row lock makes a double-clicked confirm wait for the first instead of racing it.
+    pledge = session.get(Pledge, key, with_for_update=True)
+    if pledge is None:
+        raise PledgeNotFound("No pledge with this id.")
+    if pledge.status != PledgeStatus.PENDING:
+        return _confirmed(pledge)
+
+    if pledge.stripe_subscription_id:
+        outcome = gateway.subscription_outcome(pledge.stripe_subscription_id)
+    elif pledge.stripe_payment_intent_id:
+        outcome = gateway.payment_intent_outcome(pledge.stripe_payment_intent_id)
+    else:
+        try:
+            outcome = _charge_first_time(gateway, pledge)
+        except CardDeclined as declined:
+            outcome = ChargeOutcome("failed", "", failure_reason=declined.reason)
+    return _apply_outcome(gateway, pledge, outcome)
+
+
+def _charge_first_time(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
+    if not pledge.stripe_setup_intent_id or not pledge.stripe_customer_id:
+        raise PledgeConflict("This pledge was never set up with Stripe; please start again.")
+    setup_intent = gateway.retrieve_setup_intent(pledge.stripe_setup_intent_id)
+    if setup_intent.status != "succeeded" or setup_intent.payment_method_id is None:
+        raise PledgeConflict(
+            "The card has not been confirmed yet. Enter the card details and confirm them first."
+        )
+    gateway.make_default_payment_method(
+        customer_id=pledge.stripe_customer_id, payment_method_id=setup_intent.payment_method_id
+    )
+    if pledge.interval == PledgeInterval.ONCE:
+        outcome = gateway.charge_once(
+            customer_id=pledge.stripe_customer_id,
+            payment_method_id=setup_intent.payment_method_id,
+            amount_minor=pledge.charged_minor,
+            currency=pledge.currency,
+            pledge_id=str(pledge.id),
+        )
+        pledge.stripe_payment_intent_id = outcome.stripe_id or None
+        return outcome
+    pledge.stripe_plan_id = gateway.ensure_plan(
+        amount_minor=pledge.charged_minor, currency=pledge.currency, interval=pledge.interval
+    )
+    outcome = gateway.start_subscription(
+        customer_id=pledge.stripe_customer_id,
+        plan_id=pledge.stripe_plan_id,
+        pledge_id=str(pledge.id),
+    )
+    pledge.stripe_subscription_id = outcome.stripe_id
+    return outcome
+
+
+def _apply_outcome(
+    gateway: StripeGateway, pledge: Pledge, outcome: ChargeOutcome
+) -> PledgeConfirmed:
+    if outcome.status == "active":
+        pledge.status = PledgeStatus.ACTIVE
+        pledge.activated_at = pledge.activated_at or utcnow()
+    elif outcome.status == "failed":
+        pledge.status = PledgeStatus.FAILED
+        pledge.failure_reason = outcome.failure_reason
+        if pledge.stripe_subscription_id:
+            # An incomplete subscription would otherwise linger in Stripe for a day.
+            gateway.cancel_subscription(pledge.stripe_subscription_id)
+    else:
+        return PledgeConfirmed(
+            id=pledge.id, status="requires_action", client_secret=outcome.client_secret
+        )
+    return _confirmed(pledge)
+
+
+def _confirmed(pledge: Pledge) -> PledgeConfirmed:
+    return PledgeConfirmed(
+        id=pledge.id,
+        status=pledge.status,
+        reason=pledge.failure_reason if pledge.status == PledgeStatus.FAILED else None,
+    )
+
+
+def _created(settings: Settings, pledge: Pledge, client_secret: str) -> PledgeCreated:
+    return PledgeCreated(
+        id=pledge.id,
+        status=pledge.status,
+        client_secret=client_secret,
+        publishable_key=settings.stripe_publishable_key,
+        amount=pledge.amount_minor,
+        fee_cover=pledge.fee_cover_minor,
+        total_amount=pledge.charged_minor,
+        currency=pledge.currency,
+        interval=pledge.interval,
+    )
+
+
+def _replay(
+    gateway: StripeGateway, settings: Settings, pledge: Pledge, fingerprint: str
+) -> PledgeCreated:
+    if pledge.request_fingerprint != fingerprint:
+        raise PledgeConflict(
+            "This Idempotency-Key was already used for a different pledge. "
+            "Use a new key for a new pledge."
+        )
+    if pledge.stripe_setup_intent_id is None:
+        raise PledgeConflict("The first request with this Idempotency-Key is still running.")
+    setup_intent = gateway.retrieve_setup_intent(pledge.stripe_setup_intent_id)
+    return _created(settings, pledge, setup_intent.client_secret)
+
+
+def _by_idempotency_key(session: Session, key: str) -> Pledge | None:
+    return session.scalars(select(Pledge).where(Pledge.idempotency_key == key)).one_or_none()
+
+
+def _get_or_create_reader(session: Session, request: PledgeCreate) -> Reader:
+    email = request.email.lower()
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "email": email,
+        "name": request.name,
+        "locale": request.locale,
+        "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(Reader).values(**values).on_conflict_do_nothing(index_elements=["email"])
+    )
+    reader = session.scalars(select(Reader).where(Reader.email == email)).one()
+    if request.name and reader.name != request.name:
+        reader.name = request.name
+    reader.locale = request.locale
+    return reader
+
+
+def _fingerprint(request: PledgeCreate) -> str:
+    canonical = orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()

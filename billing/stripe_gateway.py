@@ -1,0 +1,344 @@
+"""The one module that talks to Stripe: pinned API version, our idempotency keys, plain results."""
+
+import contextlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import stripe
+from stripe.params import CustomerCreateParams
+
+from billing.settings import Settings, get_settings
+
+API_VERSION = "2026-10-28.endive"
+
+# Stripe's decline codes in words a reader can act on (https://docs.stripe.com/declines/codes).
+DECLINE_MESSAGES = {
+    "insufficient_funds": "Your card has insufficient funds. Please try another card.",
+    "expired_card": "Your card has expired. Please use another card.",
+    "incorrect_cvc": "The security code (CVC) is incorrect. Please check it and try again.",
+    "incorrect_number": "The card number is incorrect. Please check it and try again.",
+    "processing_error": "Your bank could not process the payment. Please try again in a moment.",
+    "authentication_required": "Your bank asks you to confirm this payment.",
+    "lost_card": "Your card was declined. Please use another card.",
+    "stolen_card": "Your card was declined. Please use another card.",
+    "card_not_supported": "This card does not support this kind of payment. Please use another.",
+}
+GENERIC_DECLINE = "Your card was declined. Please try another card or contact your bank."
+
+
+class GatewayError(Exception):
+    """Stripe could not be reached or failed; the same call with the same key is safe to retry."""
+
+
+class CardDeclined(Exception):
+    def __init__(self, reason: str, code: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class NotFoundInStripe(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SetupIntentState:
+    id: str
+    status: str
+    client_secret: str
+    payment_method_id: str | None
+
+
+@dataclass(frozen=True)
+class ChargeOutcome:
+    """What a reader's confirm leads to: paid, waiting for 3-D Secure, or refused."""
+
+    status: Literal["active", "requires_action", "failed"]
+    stripe_id: str
+    client_secret: str | None = None
+    failure_reason: str | None = None
+    failure_code: str | None = None
+
+
+def reader_reason(code: str | None, decline_code: str | None = None) -> str:
+    return DECLINE_MESSAGES.get(
+        decline_code or "", DECLINE_MESSAGES.get(code or "", GENERIC_DECLINE)
+    )
+
+
+def plan_id_for(amount_minor: int, currency: str, interval: str) -> str:
+    """Deterministic, so every pledge of the same shape shares one Plan in Stripe."""
+    return f"pledge-{currency}-{amount_minor}-{interval}"
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        base_addresses: dict[str, str] = {}
+        if settings.stripe_api_base:
+            base_addresses = {"api": settings.stripe_api_base, "files": settings.stripe_api_base}
+        self._client = stripe.StripeClient(
+            settings.stripe_api_key.get_secret_value(),
+            stripe_version=API_VERSION,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            max_network_retries=2,
+        )
+
+    def create_customer(self, *, email: str, name: str | None, locale: str, reader_id: str) -> str:
+        params: CustomerCreateParams = {
+            "email": email,
+            "preferred_locales": [locale],
+            "metadata": {"reader_id": reader_id},
+        }
+        if name:
+            params["name"] = name
+        customer = self._call(
+            self._client.v1.customers.create,
+            params=params,
+            options={"idempotency_key": f"reader:{reader_id}:customer"},
+        )
+        return str(customer.id)
+
+    def create_setup_intent(self, *, customer_id: str, pledge_id: str) -> SetupIntentState:
+        setup_intent = self._call(
+            self._client.v1.setup_intents.create,
+            params={
+                "customer": customer_id,
+                "payment_method_types": ["card"],
+                "usage": "off_session",
+                "metadata": {"pledge_id": pledge_id},
+            },
+            options={"idempotency_key": f"pledge:{pledge_id}:setup_intent"},
+        )
+        return _setup_intent_state(setup_intent)
+
+    def retrieve_setup_intent(self, setup_intent_id: str) -> SetupIntentState:
+        return _setup_intent_state(
+            self._call(self._client.v1.setup_intents.retrieve, setup_intent_id)
+        )
+
+    def make_default_payment_method(self, *, customer_id: str, payment_method_id: str) -> None:
+        # Real Stripe attaches the card when the SetupIntent names a customer; localstripe does
+        # not, and attaching an attached card to the same customer is a no-op on both.
+        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
+        if payment_method.customer is None:
+            self._call(
+                self._client.v1.payment_methods.attach,
+                payment_method_id,
+                params={"customer": customer_id},
+            )
+        self._call(
+            self._client.v1.customers.update,
+            customer_id,
+            params={"invoice_settings": {"default_payment_method": payment_method_id}},
+        )
+
+    def ensure_plan(self, *, amount_minor: int, currency: str, interval: str) -> str:
+        plan_id = plan_id_for(amount_minor, currency, interval)
+        try:
+            self._call(self._client.v1.plans.retrieve, plan_id)
+            return plan_id
+        except NotFoundInStripe:
+            pass
+        try:
+            self._call(
+                self._client.v1.plans.create,
+                params={
+                    "id": plan_id,
+                    "amount": amount_minor,
+                    "currency": currency,
+                    "interval": "year" if interval == "year" else "month",
+                    "product": {
+                        "name": "Yearly pledge" if interval == "year" else "Monthly pledge"
+                    },
+                },
+                options={"idempotency_key": f"plan:{plan_id}"},
+            )
+        except GatewayError:
+            # Another request created it between our retrieve and create.
+            self._call(self._client.v1.plans.retrieve, plan_id)
+        return plan_id
+
+    def start_subscription(
+        self, *, customer_id: str, plan_id: str, pledge_id: str
+    ) -> ChargeOutcome:
+        subscription = self._call(
+            self._client.v1.subscriptions.create,
+            params={
+                "customer": customer_id,
+                "items": [{"plan": plan_id}],
+                "metadata": {"pledge_id": pledge_id},
+                "expand": ["latest_invoice"],
+            },
+            options={"idempotency_key": f"pledge:{pledge_id}:subscription"},
+        )
+        return self._subscription_outcome(subscription)
+
+    def subscription_outcome(self, subscription_id: str) -> ChargeOutcome:
+        subscription = self._call(
+            self._client.v1.subscriptions.retrieve,
+            subscription_id,
+            params={"expand": ["latest_invoice"]},
+        )
+        return self._subscription_outcome(subscription)
+
+    def cancel_subscription(self, subscription_id: str) -> None:
+        with contextlib.suppress(NotFoundInStripe):
+            self._call(self._client.v1.subscriptions.cancel, subscription_id)
+
+    def charge_once(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount_minor: int,
+        currency: str,
+        pledge_id: str,
+    ) -> ChargeOutcome:
+        try:
+            payment_intent = self._client.v1.payment_intents.create(
+                params={
+                    "amount": amount_minor,
+                    "currency": currency,
+                    "customer": customer_id,
+                    "payment_method": payment_method_id,
+                    "confirm": True,
+                    "off_session": True,
+                    "metadata": {"pledge_id": pledge_id},
+                },
+                options={"idempotency_key": f"pledge:{pledge_id}:payment_intent"},
+            )
+        except stripe.CardError as error:
+            failed_intent = error.error.payment_intent if error.error else None
+            if failed_intent is not None and failed_intent.status == "requires_action":
+                return ChargeOutcome(
+                    "requires_action", failed_intent.id, client_secret=failed_intent.client_secret
+                )
+            return ChargeOutcome(
+                "failed",
+                failed_intent.id if failed_intent is not None else "",
+                failure_reason=reader_reason(error.code, _decline_code(error)),
+                failure_code=_decline_code(error) or error.code,
+            )
+        except stripe.StripeError as error:
+            raise _gateway_error(error) from error
+        return _payment_intent_outcome(payment_intent)
+
+    def payment_intent_outcome(self, payment_intent_id: str) -> ChargeOutcome:
+        return _payment_intent_outcome(
+            self._call(self._client.v1.payment_intents.retrieve, payment_intent_id)
+        )
+
+    def _subscription_outcome(self, subscription: stripe.Subscription) -> ChargeOutcome:
+        if subscription.status in ("active", "trialing"):
+            return ChargeOutcome("active", subscription.id)
+        invoice = subscription.latest_invoice
+        if subscription.status == "incomplete" and isinstance(invoice, stripe.Invoice):
+            secret, status, error = self._first_invoice_payment(str(invoice.id))
+            if status == "requires_action" and secret:
+                return ChargeOutcome("requires_action", subscription.id, client_secret=secret)
+            code = error.get("decline_code") or error.get("code")
+            return ChargeOutcome(
+                "failed",
+                subscription.id,
+                failure_reason=reader_reason(error.get("code"), error.get("decline_code")),
+                failure_code=code,
+            )
+        return ChargeOutcome(
+            "failed",
+            subscription.id,
+            failure_reason=GENERIC_DECLINE,
+            failure_code=subscription.status,
+        )
+
+    def _first_invoice_payment(self, invoice_id: str) -> tuple[str | None, str, dict[str, Any]]:
+        """(client secret, payment status, last error) of a subscription's first invoice.
+
+        The one place that differs between Stripe and localstripe: current Stripe exposes the
+        secret as `confirmation_secret` (and no `payment_intent` field), localstripe only as
+        `payment_intent` and refuses to expand the former.
+        """
+        try:
+            invoice = self._client.v1.invoices.retrieve(
+                invoice_id,
+                params={"expand": ["confirmation_secret", "payments.data.payment.payment_intent"]},
+            )
+        except stripe.InvalidRequestError:
+            legacy = self._call(
+                self._client.v1.invoices.retrieve,
+                invoice_id,
+                params={"expand": ["payment_intent"]},
+            ).to_dict()
+            legacy_intent: dict[str, Any] = legacy.get("payment_intent") or {}
+            return (
+                legacy_intent.get("client_secret"),
+                legacy_intent.get("status", "requires_payment_method"),
+                legacy_intent.get("last_payment_error") or {},
+            )
+        except stripe.StripeError as error:
+            raise _gateway_error(error) from error
+        document = invoice.to_dict()
+        secret = (document.get("confirmation_secret") or {}).get("client_secret")
+        intent: dict[str, Any] = {}
+        for invoice_payment in (document.get("payments") or {}).get("data", []):
+            candidate = (invoice_payment.get("payment") or {}).get("payment_intent")
+            if isinstance(candidate, dict):
+                intent = candidate
+        return (
+            secret,
+            intent.get("status", "requires_action" if secret else "requires_payment_method"),
+            intent.get("last_payment_error") or {},
+        )
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except stripe.StripeError as error:
+            raise _gateway_error(error) from error
+
+
+def _gateway_error(error: stripe.StripeError) -> Exception:
+    if isinstance(error, stripe.CardError):
+        return CardDeclined(reader_reason(error.code, _decline_code(error)), _decline_code(error))
+    if error.http_status == 404 or (error.code == "resource_missing"):
+        return NotFoundInStripe(str(error))
+    return GatewayError(f"{type(error).__name__}: {error.user_message or error}")
+
+
+def _decline_code(error: stripe.CardError) -> str | None:
+    return error.error.decline_code if error.error and error.error.decline_code else error.code
+
+
+def _setup_intent_state(setup_intent: stripe.SetupIntent) -> SetupIntentState:
+    payment_method = setup_intent.payment_method
+    return SetupIntentState(
+        id=setup_intent.id,
+        status=setup_intent.status,
+        client_secret=setup_intent.client_secret or "",
+        payment_method_id=payment_method
+        if isinstance(payment_method, str)
+        else (payment_method.id if payment_method is not None else None),
+    )
+
+
+def _payment_intent_outcome(payment_intent: stripe.PaymentIntent) -> ChargeOutcome:
+    if payment_intent.status == "succeeded":
+        return ChargeOutcome("active", payment_intent.id)
+    if payment_intent.status == "requires_action":
+        return ChargeOutcome(
+            "requires_action", payment_intent.id, client_secret=payment_intent.client_secret
+        )
+    error = payment_intent.last_payment_error
+    code = error.code if error else None
+    decline_code = error.decline_code if error else None
+    return ChargeOutcome(
+        "failed",
+        payment_intent.id,
+        failure_reason=reader_reason(code, decline_code),
+        failure_code=decline_code or code or payment_intent.status,
+    )
+
+
+@lru_cache
+def get_gateway() -> StripeGateway:
+    return StripeGateway(get_settings())

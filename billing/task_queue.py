@@ -1,0 +1,66 @@
+"""Sending Celery tasks by name, only once the transaction that made them necessary commits.
+
+billing never imports workers: it names tasks by string and sends them through a producer-only
+Celery app built from the same settings.
+"""
+
+from functools import lru_cache
+from typing import Any
+
+import structlog
+from celery import Celery
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from billing.settings import get_settings
+
+_PENDING_KEY = "pledges_tasks_after_commit"
+log = structlog.get_logger()
+
+
+@lru_cache
+def producer() -> Celery:
+    settings = get_settings()
+    app = Celery("pledges-producer", broker=settings.celery_broker_url)
+    app.conf.update(
+        task_default_queue=settings.celery_queue,
+        broker_connection_timeout=2,
+        broker_transport_options={"visibility_timeout": 3600},
+        # Fail fast when the broker is down: the database row is the durable copy.
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+    )
+    return app
+
+
+def send_task(name: str, *args: Any) -> None:
+    producer().send_task(name, args=args, queue=get_settings().celery_queue)
+
+
+def enqueue_after_commit(session: Session, name: str, *args: Any) -> None:
+    """Queue `name(*args)` to be sent after `session` commits; dropped if it rolls back.
+
+    A broker that is down at that moment loses nothing: the rows stay in the database and the
+    periodic sweeps pick them up.
+    """
+    pending: list[tuple[str, tuple[Any, ...]]] = session.info.setdefault(_PENDING_KEY, [])
+    if not pending:
+        event.listen(session, "after_commit", _send_pending, once=True)
+        event.listen(session, "after_rollback", _forget_pending, once=True)
+    pending.append((name, args))
+
+
+def _send_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, [])
+    if event.contains(session, "after_rollback", _forget_pending):
+        event.remove(session, "after_rollback", _forget_pending)
+    for name, args in pending:
+        try:
+            send_task(name, *args)
+        except Exception:  # the broker is down: the rows wait in the database for the sweep
+            log.warning("task_send_failed", task=name, args=args)
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+    if event.contains(session, "after_commit", _send_pending):
+        event.remove(session, "after_commit", _send_pending)

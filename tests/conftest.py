@@ -1,0 +1,180 @@
+"""Shared fixtures: a fresh PostgreSQL database built by the migrations, localstripe, the app.
+
+Every test session gets its own database and Celery queue, so parallel runs on one machine
+(several checkouts, CI) never see each other's rows or tasks.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from billing.db import Base, get_engine, get_sessionmaker, reset_caches
+from billing.dev import wait_for_port
+
+ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:10]
+TEST_DB = f"pledges_test_{RUN_ID}"
+WEBHOOK_SECRET = "whsec_test_" + RUN_ID
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _database_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "billing.localstripe_server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{TEST_DB}"')
+    url = _database_url(TEST_DB)
+    try:
+        yield url
+    finally:
+        reset_caches()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def test_environment(database_url: str, localstripe_url: str) -> Iterator[dict[str, str]]:
+    """The settings every test and every process a test starts reads."""
+    env = {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_QUEUE": f"pledges-test-{RUN_ID}",
+        "REDIS_URL": REDIS_URL,
+        "STRIPE_API_KEY": "sk_test_" + RUN_ID,
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_" + RUN_ID,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": localstripe_url,
+        "PUBLIC_URL": "http://127.0.0.1:8000",
+        "WIDGET_ORIGINS": "https://news.example",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    reset_caches()
+    from billing.migrate import upgrade
+    from billing.stripe_gateway import get_gateway
+
+    get_gateway.cache_clear()
+    upgrade(database_url)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_gateway.cache_clear()
+    reset_caches()
+
+
+@pytest.fixture
+def db(test_environment: dict[str, str]) -> Iterator[Session]:
+    """A session on the test database; every table is emptied after the test."""
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+        with get_engine().begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def client(db: Session) -> Iterator[TestClient]:
+    from billing.app import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+class BrowserStripe:
+    """Does what Stripe.js does in the reader's browser, against localstripe."""
+
+    def __init__(self, api_base: str, publishable_key: str) -> None:
+        self.api_base = api_base
+        self.publishable_key = publishable_key
+
+    def confirm_card_setup(
+        self, client_secret: str, card_number: str, complete_3ds: bool = True
+    ) -> dict[str, Any]:
+        setup_intent_id = client_secret.split("_secret_")[0]
+        url = f"{self.api_base}/v1/setup_intents/{setup_intent_id}/confirm"
+        card = {"number": card_number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+        body = {
+            "key": self.publishable_key,
+            "client_secret": client_secret,
+            "payment_method_data": {"type": "card", "card": card},
+        }
+        response = httpx.post(url, json=body).json()
+        if response.get("status") == "requires_action":
+            action = "confirm" if complete_3ds else "cancel"
+            response = httpx.post(
+                f"{self.api_base}/v1/setup_intents/{setup_intent_id}/{action}",
+                json={"key": self.publishable_key, "client_secret": client_secret},
+            ).json()
+        return dict(response)
+
+    def confirm_card_payment(self, client_secret: str, success: bool = True) -> dict[str, Any]:
+        payment_intent_id = client_secret.split("_secret_")[0]
+        url = f"{self.api_base}/v1/payment_intents/{payment_intent_id}/_authenticate"
+        response = httpx.post(
+            url,
+            params={"success": "true" if success else "false"},
+            json={"key": self.publishable_key, "client_secret": client_secret},
+        )
+        return dict(response.json())
+
+
+@pytest.fixture
+def browser_stripe(test_environment: dict[str, str]) -> BrowserStripe:
+    return BrowserStripe(
+        test_environment["STRIPE_API_BASE"], test_environment["STRIPE_PUBLISHABLE_KEY"]
+    )
+
+
+@pytest.fixture
+def stripe_api(test_environment: dict[str, str]) -> httpx.Client:
+    """A raw client on localstripe, to check what Stripe holds independently of our gateway."""
+    return httpx.Client(
+        base_url=test_environment["STRIPE_API_BASE"],
+        auth=(test_environment["STRIPE_API_KEY"], ""),
+    )

@@ -1,0 +1,412 @@
+"""Pledge creation and confirmation through the API, against PostgreSQL and localstripe."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from billing.models import Pledge, Reader
+from tests.conftest import BrowserStripe
+
+VISA = "4242424242424242"
+DECLINED_ON_SETUP = "4000000000000002"
+DECLINED_ON_CHARGE = "4000000000000341"
+THREE_DS_ON_SETUP = "4000002500003155"
+THREE_DS_ALWAYS = "4000002760003184"
+
+
+def pledge_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "email": "reader@example.org",
+        "name": "Ada Reader",
+        "amount": 500,
+        "currency": "eur",
+        "interval": "month",
+    }
+    body.update(overrides)
+    return body
+
+
+def pledge_with_card(
+    client: TestClient, browser: BrowserStripe, card: str = VISA, **overrides: Any
+) -> tuple[dict[str, Any], httpx.Response]:
+    created = client.post("/v1/pledges", json=pledge_body(**overrides))
+    assert created.status_code == 201, created.text
+    browser.confirm_card_setup(created.json()["client_secret"], card)
+    return created.json(), client.post(f"/v1/pledges/{created.json()['id']}/confirm")
+
+
+def count(db: Session, model: type[Any]) -> int:
+    db.expire_all()
+    return int(db.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.mark.parametrize(("interval", "stripe_interval"), [("month", "month"), ("year", "year")])
+def test_recurring_pledge_becomes_active_subscription_in_stripe(
+    client: TestClient,
+    browser_stripe: BrowserStripe,
+    stripe_api: httpx.Client,
+    db: Session,
+    interval: str,
+    stripe_interval: str,
+) -> None:
+    created, confirmed = pledge_with_card(
+        client, browser_stripe, amount=750, currency="usd", interval=interval
+    )
+
+    assert created["status"] == "pending"
+    assert created["publishable_key"].startswith("pk_test_")
+    assert confirmed.status_code == 200
+    assert confirmed.json() == {
+        "id": created["id"], "status": "active", "client_secret": None, "reason": None,
+    }  # fmt: skip
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None and pledge.status == "active" and pledge.activated_at is not None
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["status"] == "active"
+    assert subscription["customer"] == pledge.stripe_customer_id
+    assert subscription["metadata"]["pledge_id"] == created["id"]
+    plan = subscription["items"]["data"][0]["plan"]
+    assert (plan["amount"], plan["currency"], plan["interval"]) == (750, "usd", stripe_interval)
+
+
+def test_one_time_gift_is_a_payment_intent_not_a_subscription(
+    client: TestClient, browser_stripe: BrowserStripe, stripe_api: httpx.Client, db: Session
+) -> None:
+    created, confirmed = pledge_with_card(client, browser_stripe, amount=1200, interval="once")
+
+    assert confirmed.json()["status"] == "active"
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None and pledge.stripe_subscription_id is None
+    intent = stripe_api.get(f"/v1/payment_intents/{pledge.stripe_payment_intent_id}").json()
+    assert (intent["status"], intent["amount"], intent["currency"]) == ("succeeded", 1200, "eur")
+    assert (
+        stripe_api.get("/v1/subscriptions", params={"customer": pledge.stripe_customer_id}).json()[
+            "data"
+        ]
+        == []
+    )
+
+
+def test_cover_fees_charges_the_amount_plus_the_card_fee(
+    client: TestClient, browser_stripe: BrowserStripe, stripe_api: httpx.Client, db: Session
+) -> None:
+    created, _confirmed = pledge_with_card(client, browser_stripe, amount=500, cover_fees=True)
+
+    # 2.9% + 0.30: (500 + 30) / 0.971 = 545.83 → 546, so the newsroom keeps at least 5.00.
+    assert (created["amount"], created["fee_cover"], created["total_amount"]) == (500, 46, 546)
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["items"]["data"][0]["plan"]["amount"] == 546
+
+
+def test_pledges_of_the_same_shape_share_one_plan(
+    client: TestClient, browser_stripe: BrowserStripe, stripe_api: httpx.Client
+) -> None:
+    pledge_with_card(client, browser_stripe, email="one@example.org", amount=300)
+    pledge_with_card(client, browser_stripe, email="two@example.org", amount=300)
+
+    plans = stripe_api.get("/v1/plans", params={"limit": 100}).json()["data"]
+    assert [p["id"] for p in plans].count("pledge-eur-300-month") == 1
+
+
+def test_card_declined_at_setup_cannot_be_confirmed_and_starts_nothing(
+    client: TestClient, browser_stripe: BrowserStripe, stripe_api: httpx.Client, db: Session
+) -> None:
+    created = client.post("/v1/pledges", json=pledge_body()).json()
+    result = browser_stripe.confirm_card_setup(created["client_secret"], DECLINED_ON_SETUP)
+    assert result["error"]["code"] == "card_declined"
+
+    confirmed = client.post(f"/v1/pledges/{created['id']}/confirm")
+
+    assert confirmed.status_code == 409
+    assert "card has not been confirmed" in confirmed.json()["message"]
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None and pledge.status == "pending"
+    customer = pledge.stripe_customer_id
+    assert stripe_api.get("/v1/subscriptions", params={"customer": customer}).json()["data"] == []
+
+
+@pytest.mark.parametrize("interval", ["month", "once"])
+def test_card_declined_on_first_charge_fails_with_a_reason_a_reader_understands(
+    client: TestClient,
+    browser_stripe: BrowserStripe,
+    stripe_api: httpx.Client,
+    db: Session,
+    interval: str,
+) -> None:
+    created, confirmed = pledge_with_card(
+        client, browser_stripe, card=DECLINED_ON_CHARGE, interval=interval
+    )
+
+    body = confirmed.json()
+    assert confirmed.status_code == 200
+    assert body["status"] == "failed"
+    assert "declined" in body["reason"] and "try another card" in body["reason"]
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None and pledge.status == "failed"
+    if interval == "month":
+        subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+        assert subscription["status"] == "canceled"
+
+    again = client.post(f"/v1/pledges/{created['id']}/confirm")
+    assert again.json() == body
+
+
+def test_3d_secure_at_setup_abandoned_by_the_reader_cannot_be_confirmed(
+    client: TestClient, browser_stripe: BrowserStripe, db: Session
+) -> None:
+    created = client.post("/v1/pledges", json=pledge_body()).json()
+    result = browser_stripe.confirm_card_setup(
+        created["client_secret"], THREE_DS_ON_SETUP, complete_3ds=False
+    )
+    assert result["status"] == "canceled"
+
+    confirmed = client.post(f"/v1/pledges/{created['id']}/confirm")
+
+    assert confirmed.status_code == 409
+    assert db.get(Pledge, uuid.UUID(created["id"])).status == "pending"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("interval", ["month", "once"])
+def test_3d_secure_on_first_charge_requires_action_then_activates(
+    client: TestClient,
+    browser_stripe: BrowserStripe,
+    stripe_api: httpx.Client,
+    db: Session,
+    interval: str,
+) -> None:
+    created, confirmed = pledge_with_card(
+        client, browser_stripe, card=THREE_DS_ALWAYS, interval=interval
+    )
+
+    body = confirmed.json()
+    assert body["status"] == "requires_action"
+    assert body["client_secret"].startswith("pi_")
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None and pledge.status == "pending"
+
+    browser_stripe.confirm_card_payment(body["client_secret"], success=True)
+    after = client.post(f"/v1/pledges/{created['id']}/confirm")
+
+    assert after.json()["status"] == "active"
+    db.expire_all()
+    assert db.get(Pledge, uuid.UUID(created["id"])).status == "active"  # type: ignore[union-attr]
+
+
+def test_3d_secure_refused_by_the_reader_fails_the_pledge(
+    client: TestClient, browser_stripe: BrowserStripe
+) -> None:
+    created, confirmed = pledge_with_card(client, browser_stripe, card=THREE_DS_ALWAYS)
+
+    browser_stripe.confirm_card_payment(confirmed.json()["client_secret"], success=False)
+    after = client.post(f"/v1/pledges/{created['id']}/confirm")
+
+    assert after.json()["status"] == "failed"
+    assert after.json()["reason"]
+
+
+def test_confirming_twice_changes_nothing_in_stripe(
+    client: TestClient, browser_stripe: BrowserStripe, stripe_api: httpx.Client, db: Session
+) -> None:
+    created, first = pledge_with_card(client, browser_stripe)
+
+    second = client.post(f"/v1/pledges/{created['id']}/confirm")
+
+    assert first.json() == second.json()
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None
+    subscriptions = stripe_api.get(
+        "/v1/subscriptions", params={"customer": pledge.stripe_customer_id}
+    ).json()["data"]
+    assert len(subscriptions) == 1
+
+
+def test_idempotency_key_returns_the_same_pledge_and_creates_nothing_new(
+    client: TestClient, stripe_api: httpx.Client, db: Session
+) -> None:
+    headers = {"Idempotency-Key": "widget-" + uuid.uuid4().hex}
+    customers_before = len(stripe_api.get("/v1/customers", params={"limit": 100}).json()["data"])
+
+    first = client.post("/v1/pledges", json=pledge_body(), headers=headers)
+    second = client.post("/v1/pledges", json=pledge_body(), headers=headers)
+
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert count(db, Pledge) == 1
+    customers_after = len(stripe_api.get("/v1/customers", params={"limit": 100}).json()["data"])
+    assert customers_after == customers_before + 1
+
+
+def test_idempotency_key_reused_with_another_body_is_refused(
+    client: TestClient, db: Session
+) -> None:
+    headers = {"Idempotency-Key": "widget-" + uuid.uuid4().hex}
+    client.post("/v1/pledges", json=pledge_body(amount=500), headers=headers)
+
+    reused = client.post("/v1/pledges", json=pledge_body(amount=900), headers=headers)
+
+    assert reused.status_code == 409
+    assert "Idempotency-Key" in reused.json()["message"]
+    assert count(db, Pledge) == 1
+
+
+def test_concurrent_requests_with_one_idempotency_key_make_one_pledge(
+    client: TestClient, db: Session
+) -> None:
+    headers = {"Idempotency-Key": "widget-" + uuid.uuid4().hex}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(
+            pool.map(
+                lambda _: client.post("/v1/pledges", json=pledge_body(), headers=headers), range(4)
+            )
+        )
+
+    assert {r.status_code for r in responses} <= {201, 409}
+    ids = {r.json()["id"] for r in responses if r.status_code == 201}
+    assert len(ids) == 1
+    assert count(db, Pledge) == 1
+
+
+def test_one_reader_per_email_whatever_the_case(
+    client: TestClient, browser_stripe: BrowserStripe, db: Session
+) -> None:
+    pledge_with_card(client, browser_stripe, email="Reader@Example.org")
+    pledge_with_card(client, browser_stripe, email="reader@example.org", interval="once")
+
+    assert count(db, Reader) == 1
+    assert count(db, Pledge) == 2
+    reader = db.scalars(select(Reader)).one()
+    assert reader.email == "reader@example.org" and reader.stripe_customer_id
+
+
+BAD_INPUTS = [
+    ("amount 0", {"amount": 0}, "smallest pledge is €2.00"),
+    ("amount 199", {"amount": 199}, "smallest pledge is €2.00"),
+    ("negative amount", {"amount": -500}, "smallest pledge"),
+    ("float amount", {"amount": 5.5}, "whole number of minor units"),
+    ("integral float", {"amount": 500.0}, "whole number of minor units"),
+    ("string amount", {"amount": "500"}, "whole number of minor units"),
+    ("boolean amount", {"amount": True}, "whole number of minor units"),
+    ("huge amount", {"amount": 10**12}, "largest pledge"),
+    ("beyond 64 bits", {"amount": 10**30}, "largest pledge"),
+    ("unknown currency", {"currency": "xxx"}, "XXX is not a currency we accept"),
+    ("currency not enabled", {"currency": "jpy"}, "Choose one of EUR, USD, GBP"),
+    ("currency too long", {"currency": "euro"}, "three-letter code"),
+    ("weekly", {"interval": "week"}, "month, year or once"),
+    ("missing email", {"email": None}, "email is required"),
+    ("malformed email", {"email": "not-an-email"}, "valid email address"),
+    ("email without domain", {"email": "reader@"}, "valid email address"),
+    ("cover_fees not a bool", {"cover_fees": "yes"}, "true or false"),
+    ("unknown field", {"amount_major": 5}, "Unknown field: amount_major"),
+    ("unknown locale", {"locale": "xx"}, "en or ru"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"), [(c, e) for _, c, e in BAD_INPUTS], ids=[n for n, _, _ in BAD_INPUTS]
+)
+def test_bad_input_is_a_422_with_a_clear_message_and_leaves_nothing_behind(
+    client: TestClient, stripe_api: httpx.Client, db: Session, change: dict[str, Any], expected: str
+) -> None:
+    body = pledge_body(**change)
+    body = {key: value for key, value in body.items() if value is not None}
+    customers_before = len(stripe_api.get("/v1/customers", params={"limit": 100}).json()["data"])
+
+    response = client.post("/v1/pledges", json=body)
+
+    assert response.status_code == 422, response.text
+    assert expected in response.json()["message"]
+    assert count(db, Pledge) == 0 and count(db, Reader) == 0
+    customers_after = len(stripe_api.get("/v1/customers", params={"limit": 100}).json()["data"])
+    assert customers_after == customers_before
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "request body is required"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'"pledge"', "must be a JSON object"),
+    ],
+)
+def test_malformed_body_is_a_422(
+    client: TestClient, db: Session, content: bytes, expected: str
+) -> None:
+    response = client.post(
+        "/v1/pledges", content=content, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert expected in response.json()["message"]
+    assert count(db, Pledge) == 0
+
+
+def test_huge_body_is_refused_before_it_is_read(client: TestClient, db: Session) -> None:
+    body = pledge_body(name="x" * 200_000)
+
+    response = client.post("/v1/pledges", json=body)
+
+    assert response.status_code == 413
+    assert count(db, Pledge) == 0
+
+
+def test_overlong_idempotency_key_is_a_422(client: TestClient, db: Session) -> None:
+    response = client.post(
+        "/v1/pledges", json=pledge_body(), headers={"Idempotency-Key": "k" * 300}
+    )
+
+    assert response.status_code == 422
+    assert count(db, Pledge) == 0
+
+
+@pytest.mark.parametrize("pledge_id", [str(uuid.uuid4()), "not-a-uuid", "1"])
+def test_confirming_an_unknown_pledge_is_a_404(
+    client: TestClient, db: Session, pledge_id: str
+) -> None:
+    response = client.post(f"/v1/pledges/{pledge_id}/confirm")
+
+    assert response.status_code == 404
+    assert response.json()["message"] == "No pledge with this id."
+
+
+def test_confirm_before_the_card_is_set_up_is_a_409(client: TestClient, db: Session) -> None:
+    created = client.post("/v1/pledges", json=pledge_body()).json()
+
+    response = client.post(f"/v1/pledges/{created['id']}/confirm")
+
+    assert response.status_code == 409
+    assert "card has not been confirmed" in response.json()["message"]
+    assert db.get(Pledge, uuid.UUID(created["id"])).status == "pending"  # type: ignore[union-attr]
+
+
+def test_minimum_and_currencies_are_configurable(
+    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billing.db import reset_caches
+
+    monkeypatch.setenv("MIN_AMOUNT", "5")
+    monkeypatch.setenv("CURRENCIES", "sek,EUR")
+    reset_caches()
+    try:
+        from billing.app import create_app
+
+        with TestClient(create_app()) as configured:
+            too_small = configured.post("/v1/pledges", json=pledge_body(amount=499))
+            usd = configured.post("/v1/pledges", json=pledge_body(currency="usd"))
+            sek = configured.post("/v1/pledges", json=pledge_body(currency="SEK", amount=5000))
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+
+    assert too_small.status_code == 422 and "€5.00" in too_small.json()["message"]
+    assert usd.status_code == 422 and "Choose one of SEK, EUR" in usd.json()["message"]
+    assert sek.status_code == 201 and sek.json()["currency"] == "sek"

@@ -1,0 +1,32 @@
+"""The Celery application: broker from settings, at-least-once delivery, the beat schedule."""
+
+from celery import Celery
+
+from billing.settings import get_settings
+
+# Modules whose tasks the worker registers; each names its tasks explicitly.
+TASK_MODULES: list[str] = []
+
+
+def create_celery() -> Celery:
+    settings = get_settings()
+    celery = Celery("pledges", broker=settings.celery_broker_url, include=TASK_MODULES)
+    celery.conf.update(
+        task_default_queue=settings.celery_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        broker_connection_retry_on_startup=True,
+        # Redis redelivers an unacked task after this long; longer than any task may run.
+        broker_transport_options={"visibility_timeout": 3600},
+        beat_schedule={},
+    )
+    return celery
+
+
+app = create_celery()
