@@ -4,12 +4,15 @@ Every test session gets its own database and Celery queue, so parallel runs on o
 (several checkouts, CI) never see each other's rows or tasks.
 """
 
+import email
+import email.policy
 import os
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -178,3 +181,66 @@ def stripe_api(test_environment: dict[str, str]) -> httpx.Client:
         base_url=test_environment["STRIPE_API_BASE"],
         auth=(test_environment["STRIPE_API_KEY"], ""),
     )
+
+
+@pytest.fixture
+def celery_worker_process(test_environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on this run's queue, stopped after the test."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+            "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
+            "--without-heartbeat", "--without-gossip", "--without-mingle",
+            "-Q", test_environment["CELERY_QUEUE"],
+        ],  # fmt: skip
+        env={**os.environ, **test_environment},
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class CaughtMail:
+    """Messages an SMTP server on 127.0.0.1 received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        content = envelope.original_content or envelope.content
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server(
+    test_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CaughtMail]:
+    """A real SMTP server (aiosmtpd) on a free port; SMTP_HOST/SMTP_PORT point at it."""
+    from aiosmtpd.controller import Controller
+
+    caught = CaughtMail()
+    port = free_port()
+    controller = Controller(caught, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    test_environment["SMTP_HOST"], test_environment["SMTP_PORT"] = "127.0.0.1", str(port)
+    reset_caches()
+    try:
+        yield caught
+    finally:
+        controller.stop()
+        test_environment.pop("SMTP_HOST"), test_environment.pop("SMTP_PORT")
+        monkeypatch.undo()
+        reset_caches()
