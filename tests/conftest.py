@@ -186,15 +186,13 @@ def stripe_api(test_environment: dict[str, str]) -> httpx.Client:
 @pytest.fixture
 def celery_worker_process(test_environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process on this run's queue, stopped after the test."""
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-            "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
-            "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", test_environment["CELERY_QUEUE"],
-        ],  # fmt: skip
-        env={**os.environ, **test_environment},
-    )
+    command = [
+        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+        "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
+        "--without-heartbeat", "--without-gossip", "--without-mingle",
+        "-Q", test_environment["CELERY_QUEUE"],
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, **test_environment})
     try:
         yield process
     finally:
