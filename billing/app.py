@@ -9,6 +9,7 @@ from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.pledges.routes import router as pledges_router
 from billing.settings import get_settings
+from webhooks.routes import router as webhooks_router
 
 
 def create_app() -> FastAPI:
@@ -21,6 +22,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(pledges_router)
+    app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

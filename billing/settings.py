@@ -108,6 +108,13 @@ class Settings(BaseSettings):
             )
         return self
 
+    # Webhook processing: attempts before an event is left failed for an operator, the first
+    # retry delay (doubling each time), and how old an unprocessed event is before the sweep
+    # sends it again.
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_base_seconds: float = Field(default=10, ge=0)
+    webhook_sweep_after_seconds: int = Field(default=60, ge=0)
+
 
 @lru_cache
 def get_settings() -> Settings:

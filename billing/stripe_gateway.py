@@ -342,3 +342,67 @@ def _payment_intent_outcome(payment_intent: stripe.PaymentIntent) -> ChargeOutco
 @lru_cache
 def get_gateway() -> StripeGateway:
     return StripeGateway(get_settings())
+
+
+class StripeReader:
+    """Current state of the objects a webhook names, read back from Stripe as plain dicts.
+
+    Order-independent webhook handling and reconcile ask Stripe "what is true now" instead of
+    trusting the order events arrive in.
+    """
+
+    def __init__(self, gateway: StripeGateway) -> None:
+        self._gateway = gateway
+        self._client = gateway._client
+
+    def subscription(self, subscription_id: str) -> dict[str, Any]:
+        return self._document(self._client.v1.subscriptions.retrieve, subscription_id)
+
+    def customer(self, customer_id: str) -> dict[str, Any]:
+        return self._document(self._client.v1.customers.retrieve, customer_id)
+
+    def invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._document(self._client.v1.invoices.retrieve, invoice_id)
+
+    def charge(self, charge_id: str) -> dict[str, Any]:
+        return self._document(self._client.v1.charges.retrieve, charge_id)
+
+    def fee_and_net(self, charge_id: str) -> tuple[int, int] | None:
+        """Stripe's fee and what the newsroom keeps, once the charge has a balance transaction."""
+        charge = self._document(
+            self._client.v1.charges.retrieve,
+            charge_id,
+            params={"expand": ["balance_transaction"]},
+        )
+        transaction = charge.get("balance_transaction")
+        if not isinstance(transaction, dict):
+            return None
+        return int(transaction.get("fee") or 0), int(transaction["net"])
+
+    def subscriptions(self, created_since: int | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"status": "all", "limit": 100}
+        if created_since is not None:
+            params["created"] = {"gte": created_since}
+        page = self._gateway._call(self._client.v1.subscriptions.list, params=params)
+        return [item.to_dict() for item in page.auto_paging_iter()]
+
+    def invoices(self, subscription_id: str) -> list[dict[str, Any]]:
+        page = self._gateway._call(
+            self._client.v1.invoices.list,
+            params={"subscription": subscription_id, "limit": 100},
+        )
+        return [item.to_dict() for item in page.auto_paging_iter()]
+
+    def refunds(self, charge_id: str) -> list[dict[str, Any]]:
+        page = self._gateway._call(
+            self._client.v1.refunds.list, params={"charge": charge_id, "limit": 100}
+        )
+        return [item.to_dict() for item in page.auto_paging_iter()]
+
+    def _document(self, method: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        document: dict[str, Any] = self._gateway._call(method, *args, **kwargs).to_dict()
+        return document
+
+
+def get_stripe_reader() -> StripeReader:
+    return StripeReader(get_gateway())

@@ -1,0 +1,97 @@
+"""The webhook inbox: each Stripe event stored once under its id, and which ones need a run."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from billing.db import utcnow
+from billing.models import StripeEvent
+from billing.task_queue import enqueue_after_commit
+from webhooks.ledger import insert_ignoring_conflict
+from webhooks.shapes import timestamp
+
+PROCESS_TASK = "webhooks.process_event"
+PENDING, HANDLED, IGNORED, FAILED = "pending", "handled", "ignored", "failed"
+
+
+class InvalidEvent(Exception):
+    """Signed, but not a Stripe event we can store."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    event_id: int
+    status: str
+    duplicate: bool
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidEvent("The body is not valid JSON.") from None
+    if not isinstance(event, dict):
+        raise InvalidEvent("The body must be a JSON object.")
+    if not isinstance(event.get("id"), str) or not event["id"]:
+        raise InvalidEvent("The event has no id.")
+    if not isinstance(event.get("type"), str) or not event["type"]:
+        raise InvalidEvent("The event has no type.")
+    if not isinstance(event.get("created"), int) or event["created"] <= 0:
+        raise InvalidEvent("The event has no created timestamp.")
+    if not isinstance((event.get("data") or {}).get("object"), dict):
+        raise InvalidEvent("The event has no data.object.")
+    return event
+
+
+def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> Stored:
+    """Insert the event unless its id is known; queue a run (after commit) when it needs one.
+
+    A duplicate of a handled or ignored event changes nothing; a duplicate of a failed one puts
+    it back to pending, because Stripe redelivering is the natural moment to try again.
+    """
+    # An event from the other mode (a live event at a test deployment) is kept, never applied.
+    status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
+    created = insert_ignoring_conflict(
+        session, StripeEvent, "stripe_event_id",
+        stripe_event_id=event["id"], type=event["type"], livemode=bool(event.get("livemode")),
+        api_version=event.get("api_version"), stripe_created_at=timestamp(event["created"]),
+        payload=event, status=status, attempts=0, received_at=utcnow(),
+    )  # fmt: skip
+    row = session.execute(
+        select(StripeEvent.id, StripeEvent.status).where(StripeEvent.stripe_event_id == event["id"])
+    ).one()
+    event_id, status = row.id, row.status
+    if not created and status == FAILED:
+        requeued = session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.id == event_id, StripeEvent.status == FAILED)
+            .values(status=PENDING, attempts=0)
+            .returning(StripeEvent.id)
+        ).first()
+        status = PENDING if requeued else status
+    if status == PENDING:
+        enqueue_after_commit(session, PROCESS_TASK, event_id)
+    return Stored(event_id=event_id, status=status, duplicate=not created)
+
+
+def unprocessed_event_ids(session: Session, older_than: timedelta, limit: int = 1000) -> list[int]:
+    """Events stored but never attempted: their task was lost (broker down, worker killed).
+
+    Events with attempts are waiting in a retry countdown that the broker holds.
+    """
+    return list(
+        session.scalars(
+            select(StripeEvent.id)
+            .where(
+                StripeEvent.status == PENDING,
+                StripeEvent.attempts == 0,
+                StripeEvent.received_at <= utcnow() - older_than,
+            )
+            .order_by(StripeEvent.id)
+            .limit(limit)
+        )
+    )
