@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -92,6 +93,98 @@ def dev(
     from billing.dev import run_dev
 
     raise typer.Exit(run_dev(port=port, environ=dict(os.environ)))
+
+
+events_app = typer.Typer(help="Stripe webhook events in the inbox.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+@events_app.command("list")
+def events_list(
+    failed: Annotated[bool, typer.Option("--failed", help="Only events that gave up.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Newest first, at most this many.")] = 50,
+) -> None:
+    """Stored events: id, Stripe id, type, status, attempts, received, last error."""
+    from billing.db import session_scope
+    from webhooks.inbox import list_events
+
+    with session_scope() as session:
+        rows = list_events(session, failed_only=failed, limit=limit)
+        for row in rows:
+            error = (row.last_error or "").replace("\n", " ")[:120]
+            typer.echo(
+                f"{row.id}\t{row.stripe_event_id}\t{row.type}\t{row.status}\t{row.attempts}\t"
+                f"{row.received_at.isoformat(timespec='seconds')}\t{error}"
+            )
+    if not rows:
+        typer.echo("no failed events" if failed else "no events")
+
+
+@events_app.command("replay")
+def events_replay(
+    event: Annotated[str | None, typer.Argument(help="Our id or Stripe's evt_ id.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Replay every event received since (UTC).")
+    ] = None,
+) -> None:
+    """Run events again now: one by id, or all received since a moment (safe: idempotent)."""
+    from billing.db import session_scope
+    from webhooks.inbox import event_ids_since, find_event_id
+    from webhooks.processing import replay
+
+    if (event is None) == (since is None):
+        raise typer.BadParameter("give an event id or --since, not both", param_hint="EVENT")
+    with session_scope() as session:
+        if event is not None:
+            event_id = find_event_id(session, event)
+            if event_id is None:
+                typer.echo(f"no stored event {event}", err=True)
+                raise typer.Exit(1)
+            event_ids = [event_id]
+        else:
+            event_ids = event_ids_since(session, _utc(since) or datetime.now(UTC))
+    failures = 0
+    for event_id in event_ids:
+        outcome = replay(event_id)
+        failures += outcome.status not in ("handled", "ignored")
+        detail = f" ({outcome.error})" if outcome.error else ""
+        typer.echo(f"{event_id}\t{outcome.status}{detail}")
+        for change in outcome.changes:
+            typer.echo(f"  {change}")
+    typer.echo(f"replayed {len(event_ids)} event(s), {failures} not handled")
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def reconcile(
+    since: Annotated[
+        datetime | None, typer.Option(help="Only pledges and subscriptions created since (UTC).")
+    ] = None,
+) -> None:
+    """Compare the ledger with Stripe (subscriptions, invoices), repair drift, print changes."""
+    from billing.stripe_gateway import get_stripe_reader
+    from webhooks.reconcile import reconcile as run_reconcile
+
+    changes = run_reconcile(get_stripe_reader(), _utc(since))
+    for change in changes:
+        typer.echo(change)
+    typer.echo(f"{len(changes)} change(s)" if changes else "ledger matches Stripe")
+
+
+@app.command("import")
+def import_subscriptions() -> None:
+    """Backfill pledges and payments for subscriptions already in Stripe (no emails sent)."""
+    from billing.stripe_gateway import get_stripe_reader
+    from webhooks.reconcile import import_subscriptions as run_import
+
+    changes = run_import(get_stripe_reader())
+    for change in changes:
+        typer.echo(change)
+    typer.echo(f"{len(changes)} change(s)" if changes else "nothing to import")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -170,3 +171,28 @@ def deliver(client: TestClient, db: Session, document: dict[str, Any]) -> Stripe
     assert response.status_code == 200, response.text
     process(stored_event(db, document["id"]).id)
     return stored_event(db, document["id"])
+
+
+def dashboard_subscription(
+    stripe_api: httpx.Client, email: str, amount: int = 900
+) -> tuple[str, str]:
+    """A subscription made outside this service (the dashboard, an earlier system)."""
+    customer = stripe_api.post("/v1/customers", data={"email": email, "name": "Dash"}).json()
+    stripe_api.post(
+        "/v1/payment_methods/pm_card_visa/attach", data={"customer": customer["id"]}
+    ).raise_for_status()
+    stripe_api.post(
+        f"/v1/customers/{customer['id']}",
+        data={"invoice_settings[default_payment_method]": "pm_card_visa"},
+    ).raise_for_status()
+    plan_id = f"dash-{uuid.uuid4().hex[:8]}"
+    stripe_api.post(
+        "/v1/plans",
+        data={"id": plan_id, "amount": amount, "currency": "eur", "interval": "month",
+              "product[name]": "Membership"},
+    ).raise_for_status()  # fmt: skip
+    created = stripe_api.post(
+        "/v1/subscriptions", data={"customer": customer["id"], "items[0][plan]": plan_id}
+    )
+    created.raise_for_status()
+    return str(created.json()["id"]), str(customer["id"])

@@ -1,7 +1,7 @@
 """The webhook inbox: each Stripe event stored once under its id, and which ones need a run."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -93,5 +93,30 @@ def unprocessed_event_ids(session: Session, older_than: timedelta, limit: int = 
             )
             .order_by(StripeEvent.id)
             .limit(limit)
+        )
+    )
+
+
+def list_events(session: Session, *, failed_only: bool, limit: int) -> list[StripeEvent]:
+    query = select(StripeEvent).order_by(StripeEvent.id.desc()).limit(limit)
+    if failed_only:
+        query = query.where(StripeEvent.status == FAILED)
+    return list(session.scalars(query))
+
+
+def find_event_id(session: Session, reference: str) -> int | None:
+    """Our row id for either our own id or Stripe's `evt_…` id."""
+    if reference.isdigit():
+        return session.scalar(select(StripeEvent.id).where(StripeEvent.id == int(reference)))
+    return session.scalar(select(StripeEvent.id).where(StripeEvent.stripe_event_id == reference))
+
+
+def event_ids_since(session: Session, since: datetime) -> list[int]:
+    """Events received since `since` worth replaying: not those from the other Stripe mode."""
+    return list(
+        session.scalars(
+            select(StripeEvent.id)
+            .where(StripeEvent.received_at >= since, StripeEvent.status != IGNORED)
+            .order_by(StripeEvent.id)
         )
     )

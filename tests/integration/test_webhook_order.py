@@ -1,6 +1,5 @@
 """Events in any order, and concurrently, leave the ledger as Stripe's final state says."""
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from billing.models import Payment, Pledge, Reader, Refund
 from tests.stripe_events import (
     NOW,
+    dashboard_subscription,
     deliver,
     event,
     fixture,
@@ -30,31 +30,6 @@ from webhooks.errors import RetryLater
 def count(db: Session, model: type[Any]) -> int:
     db.expire_all()
     return int(db.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def dashboard_subscription(
-    stripe_api: httpx.Client, email: str, amount: int = 900
-) -> tuple[str, str]:
-    """A subscription made outside this service (the dashboard, an earlier system)."""
-    customer = stripe_api.post("/v1/customers", data={"email": email, "name": "Dash"}).json()
-    stripe_api.post(
-        "/v1/payment_methods/pm_card_visa/attach", data={"customer": customer["id"]}
-    ).raise_for_status()
-    stripe_api.post(
-        f"/v1/customers/{customer['id']}",
-        data={"invoice_settings[default_payment_method]": "pm_card_visa"},
-    ).raise_for_status()
-    plan_id = f"dash-{uuid.uuid4().hex[:8]}"
-    stripe_api.post(
-        "/v1/plans",
-        data={"id": plan_id, "amount": amount, "currency": "eur", "interval": "month",
-              "product[name]": "Membership"},
-    ).raise_for_status()  # fmt: skip
-    created = stripe_api.post(
-        "/v1/subscriptions", data={"customer": customer["id"], "items[0][plan]": plan_id}
-    )
-    created.raise_for_status()
-    return str(created.json()["id"]), str(customer["id"])
 
 
 def test_invoice_paid_before_subscription_created_adopts_the_subscription(
