@@ -129,7 +129,8 @@ def test_reconcile_repairs_status_and_missing_payments_from_stripe(
     assert "paid 900 eur" in result.output
     db.expire_all()
     assert db.get(Pledge, pledge.id).status == "active"  # type: ignore[union-attr]
-    assert count(db, Payment) == 1
+    repaired = db.scalars(select(Payment).where(Payment.pledge_id == pledge.id)).all()
+    assert [p.amount_minor for p in repaired] == [900]
     assert count(db, EmailOutbox) == 0  # repairs are quiet
     again = runner.invoke(app, ["reconcile"])
     assert again.output.strip().endswith("ledger matches Stripe")
