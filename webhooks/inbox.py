@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
@@ -78,18 +78,21 @@ def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> S
     return Stored(event_id=event_id, status=status, duplicate=not created)
 
 
-def unprocessed_event_ids(session: Session, older_than: timedelta, limit: int = 1000) -> list[int]:
-    """Events stored but never attempted: their task was lost (broker down, worker killed).
-
-    Events with attempts are waiting in a retry countdown that the broker holds.
-    """
+def unprocessed_event_ids(
+    session: Session, older_than: timedelta, stuck_after: timedelta, limit: int = 1000
+) -> list[int]:
+    """Pending events whose task was lost: never attempted (the broker was down when they came,
+    a worker died mid-run), or still pending long after every retry should have run."""
+    now = utcnow()
     return list(
         session.scalars(
             select(StripeEvent.id)
             .where(
                 StripeEvent.status == PENDING,
-                StripeEvent.attempts == 0,
-                StripeEvent.received_at <= utcnow() - older_than,
+                or_(
+                    and_(StripeEvent.attempts == 0, StripeEvent.received_at <= now - older_than),
+                    StripeEvent.received_at <= now - stuck_after,
+                ),
             )
             .order_by(StripeEvent.id)
             .limit(limit)

@@ -3,15 +3,17 @@
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import case, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from billing.db import session_scope, utcnow
 from billing.models import StripeEvent
+from billing.settings import get_settings
 from billing.stripe_gateway import GatewayError, StripeReader, get_stripe_reader
-from webhooks.errors import EventRejected, RetryLater
+from billing.task_queue import send_task
+from webhooks.errors import RetryLater
 from webhooks.handlers import HANDLERS
-from webhooks.inbox import FAILED, HANDLED, IGNORED, PENDING
+from webhooks.inbox import FAILED, HANDLED, IGNORED, PENDING, PROCESS_TASK
 from webhooks.ledger import Context
 from webhooks.shapes import timestamp
 
@@ -56,25 +58,31 @@ def process(event_id: int, stripe: StripeReader | None = None, notify: bool = Tr
         return outcome
     except TRANSIENT_ERRORS:
         raise
-    except (EventRejected, DBAPIError, KeyError, TypeError, ValueError) as error:
-        # The event itself cannot be applied: keep it visible instead of retrying forever.
+    except Exception as error:
+        # The event cannot be applied as it is (it contradicts the ledger, or a handler bug):
+        # keep it visible to an operator instead of retrying it forever.
         message = f"{type(error).__name__}: {error}"
-        record_error(event_id, message, final=True)
+        record_error(event_id, message, give_up_at=0)
         log.warning("stripe_event_failed", event_id=event_id, error=message)
         return Outcome(FAILED, error=message)
 
 
-def record_error(event_id: int, message: str, *, final: bool) -> None:
-    """Note the failed attempt; a final one leaves the event failed for an operator."""
-    values: dict[str, object] = {"last_error": message[:2000]}
-    if final:
-        values["status"] = FAILED
+def record_error(event_id: int, message: str, *, give_up_at: int) -> tuple[int, str]:
+    """Count the failed attempt; once `give_up_at` attempts are reached the event is left
+    failed for an operator. Returns the (attempts, status) now stored."""
+    attempts = StripeEvent.attempts + 1
     with session_scope() as session:
-        session.execute(
+        row = session.execute(
             update(StripeEvent)
             .where(StripeEvent.id == event_id, StripeEvent.status == PENDING)
-            .values(attempts=StripeEvent.attempts + 1, **values)
-        )
+            .values(
+                attempts=attempts,
+                last_error=message[:2000],
+                status=case((attempts >= give_up_at, FAILED), else_=PENDING),
+            )
+            .returning(StripeEvent.attempts, StripeEvent.status)
+        ).first()
+    return (row.attempts, row.status) if row is not None else (0, "missing")
 
 
 def replay(event_id: int, stripe: StripeReader | None = None) -> Outcome:
@@ -92,5 +100,17 @@ def replay(event_id: int, stripe: StripeReader | None = None) -> Outcome:
         return process(event_id, stripe)
     except TRANSIENT_ERRORS as error:
         message = f"{type(error).__name__}: {error}"
-        record_error(event_id, message, final=False)
-        return Outcome(PENDING, error=message)
+        _attempts, status = record_error(
+            event_id, message, give_up_at=get_settings().webhook_max_attempts
+        )
+        if status == PENDING:
+            # Leave it to the worker's retries, as if it had come in through the webhook.
+            enqueue_now(event_id)
+        return Outcome(status, error=message)
+
+
+def enqueue_now(event_id: int) -> None:
+    try:
+        send_task(PROCESS_TASK, event_id)
+    except Exception:  # the broker is down: the sweep sends it once the broker is back
+        log.warning("task_send_failed", task=PROCESS_TASK, event_id=event_id)

@@ -39,7 +39,7 @@ def failed_orphan_invoice(client: TestClient, db: Session) -> tuple[str, str]:
     try:
         processing.process(row_id)
     except RetryLater as error:
-        processing.record_error(row_id, f"RetryLater: {error}", final=True)
+        processing.record_error(row_id, f"RetryLater: {error}", give_up_at=0)
     return str(paid["id"]), sub_id
 
 

@@ -2,11 +2,13 @@
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from billing.db import reset_caches
@@ -26,6 +28,7 @@ from tests.stripe_events import (
 )
 from webhooks import processing
 from webhooks.errors import RetryLater
+from webhooks.inbox import unprocessed_event_ids
 from webhooks.signature import sign
 from webhooks.tasks import process_event
 
@@ -182,7 +185,7 @@ def test_duplicate_of_a_failed_event_runs_it_again(client: TestClient, db: Sessi
     row_id = stored_event(db, paid["id"]).id
     with pytest.raises(RetryLater):
         processing.process(row_id)  # neither we nor Stripe know the subscription
-    processing.record_error(row_id, "RetryLater: gave up", final=True)
+    processing.record_error(row_id, "RetryLater: gave up", give_up_at=0)
     assert stored_event(db, paid["id"]).status == "failed"
     make_pledge(db, subscription_id=sub_id)  # now the ledger knows it
 
@@ -220,3 +223,30 @@ def test_retries_stop_at_the_limit_and_leave_the_event_failed(
     assert row.status == "failed"
     assert row.attempts == get_settings().webhook_max_attempts
     assert row.last_error is not None and "not in Stripe yet" in row.last_error
+
+
+def test_sweep_picks_events_whose_task_was_lost_and_leaves_the_rest(
+    client: TestClient, db: Session
+) -> None:
+    documents = {name: a_paid_invoice_event() for name in ("lost", "retrying", "stuck", "done")}
+    for document in documents.values():
+        post_event(client, document)
+    now = datetime.now(UTC)
+    ages = {"lost": (0, 120), "retrying": (2, 120), "stuck": (2, 86_400), "done": (1, 86_400)}
+    for name, (attempts, age) in ages.items():
+        db.execute(
+            sa_update(StripeEvent)
+            .where(StripeEvent.stripe_event_id == documents[name]["id"])
+            .values(attempts=attempts, received_at=now - timedelta(seconds=age))
+        )
+    db.execute(
+        sa_update(StripeEvent)
+        .where(StripeEvent.stripe_event_id == documents["done"]["id"])
+        .values(status="handled")
+    )
+    db.commit()
+
+    swept = unprocessed_event_ids(db, timedelta(seconds=60), timedelta(hours=2))
+
+    expected = [stored_event(db, documents[name]["id"]).id for name in ("lost", "stuck")]
+    assert swept == expected
