@@ -309,8 +309,8 @@ def record_invoice_paid(ctx: Context, invoice: dict[str, Any], at: datetime) -> 
         payment.failure_code = payment.failure_message = payment.next_attempt_at = None
         payment.attempt_count = max(payment.attempt_count, int(invoice.get("attempt_count") or 0))
         ctx.changes.append(f"payment {payment.id}: paid {payment.amount_minor} {payment.currency}")
-    if pledge.status in (PledgeStatus.PENDING, PledgeStatus.PAST_DUE, PledgeStatus.PAUSED):
-        move_pledge(ctx, pledge, PledgeStatus.ACTIVE, at)
+    # Also when already active: the stamp keeps an older past_due from landing afterwards.
+    move_pledge(ctx, pledge, PledgeStatus.ACTIVE, at)
     if payment.period_end and (
         pledge.current_period_end is None or payment.period_end > pledge.current_period_end
     ):

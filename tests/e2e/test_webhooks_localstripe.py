@@ -119,6 +119,11 @@ def test_pledge_renewal_and_cancel_in_localstripe_land_in_the_ledger(
     wait_until(canceled, what="the cancellation")
     assert ledger_payments(db, pledge.id) == stripe_paid_invoices(stripe_api, subscription_id)
     assert sorted(amount for _, amount in ledger_payments(db, pledge.id).values()) == [700, 700]
+    db.expire_all()
+    settled = db.scalars(select(Payment).where(Payment.pledge_id == pledge.id)).all()
+    # Fee and net come from each charge's balance transaction (localstripe charges no fee).
+    assert [(p.fee_minor, p.net_minor) for p in settled] == [(0, 700), (0, 700)]
+    assert all(p.stripe_charge_id for p in settled)
     subscription = stripe_api.get(f"/v1/subscriptions/{subscription_id}").json()
     assert subscription["status"] == "canceled"
     db.expire_all()

@@ -42,7 +42,9 @@ def paid_pledge(client: TestClient, db: Session, amount: int = 500) -> tuple[Ple
     sub_id = new_id("sub")
     pledge = make_pledge(db, subscription_id=sub_id, amount=amount)
     invoice_id = new_id("in")
-    deliver(client, db, event("invoice.paid", invoice(invoice_id, sub_id, "cus_x", amount=amount)))
+    # Paid a month ago, so the news in each test is newer.
+    paid = invoice(invoice_id, sub_id, "cus_x", amount=amount, period_start=NOW - 30 * DAY)
+    deliver(client, db, event("invoice.paid", paid, created=NOW - 30 * DAY))
     return pledge, payments(db)[0], invoice_id
 
 

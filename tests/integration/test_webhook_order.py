@@ -78,6 +78,21 @@ def test_late_past_due_update_does_not_undo_a_later_payment(
     assert current is not None and current.status == "active"
 
 
+def test_past_due_update_arriving_after_a_later_invoice_paid_is_ignored(
+    client: TestClient, db: Session
+) -> None:
+    sub_id = new_id("sub")
+    pledge = make_pledge(db, subscription_id=sub_id)  # active, no Stripe news seen yet
+    deliver(client, db, event("invoice.paid", invoice(new_id("in"), sub_id, "cus_x"), created=NOW))
+
+    past_due = subscription(sub_id, "cus_x", status="past_due")
+    deliver(client, db, event("customer.subscription.updated", past_due, created=NOW - 60))
+
+    db.expire_all()
+    current = db.get(Pledge, pledge.id)
+    assert current is not None and current.status == "active"
+
+
 def test_refund_larger_than_what_remains_is_rejected_and_changes_nothing(
     client: TestClient, db: Session
 ) -> None:
