@@ -182,9 +182,11 @@ def may_move(pledge: Pledge, new_status: str, at: datetime) -> bool:
     """Whether news stamped `at` may set `new_status`: only newer news, and ends are final."""
     if pledge.status in FINAL_STATUSES:
         return False
-    if pledge.stripe_state_at is None or at > pledge.stripe_state_at:
+    # Before any Stripe news, the confirm call's activation is the newest thing we know.
+    known_at = pledge.stripe_state_at or pledge.activated_at
+    if known_at is None or at > known_at:
         return True
-    if at == pledge.stripe_state_at:
+    if at == known_at:
         return STATUS_RANK[PledgeStatus(new_status)] >= STATUS_RANK[PledgeStatus(pledge.status)]
     return False
 
@@ -220,7 +222,7 @@ def move_pledge(
 def apply_subscription_state(
     ctx: Context, pledge: Pledge, subscription: dict[str, Any], at: datetime
 ) -> None:
-    new_status = STATUS_FROM_STRIPE.get(str(subscription.get("status")))
+    new_status = status_of(subscription)
     if new_status is None or not may_move(pledge, new_status, at):
         return
     amount, _currency, _interval, plan_id = subscription_terms(subscription)
@@ -233,6 +235,14 @@ def apply_subscription_state(
         pledge.current_period_end = period_end
     reason = (subscription.get("cancellation_details") or {}).get("reason")
     move_pledge(ctx, pledge, new_status, at, cancel_reason=reason)
+
+
+def status_of(subscription: dict[str, Any]) -> PledgeStatus | None:
+    """Our word for the subscription's state; collection paused by the reader is a pause."""
+    status = STATUS_FROM_STRIPE.get(str(subscription.get("status")))
+    if status == PledgeStatus.ACTIVE and subscription.get("pause_collection"):
+        return PledgeStatus.PAUSED
+    return status
 
 
 def reader_of(session: Session, pledge: Pledge) -> Reader:

@@ -14,7 +14,7 @@ from billing.models import Pledge
 from billing.stripe_gateway import NotFoundInStripe, StripeReader
 from webhooks import ledger
 from webhooks.errors import EventRejected
-from webhooks.ledger import STATUS_FROM_STRIPE, Context
+from webhooks.ledger import Context
 from webhooks.shapes import timestamp
 
 
@@ -28,7 +28,7 @@ def sync_subscription(stripe: StripeReader, subscription: dict[str, Any]) -> lis
             ledger.apply_subscription_state(ctx, pledge, subscription, ctx.event_at)
             for invoice in stripe.invoices(subscription_id):
                 _sync_invoice(ctx, invoice)
-            expected = STATUS_FROM_STRIPE.get(str(subscription.get("status")))
+            expected = ledger.status_of(subscription)
             if expected is not None and expected != pledge.status:
                 ctx.changes.append(
                     f"pledge {pledge.id}: left {pledge.status}, Stripe says "

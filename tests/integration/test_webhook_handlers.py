@@ -196,6 +196,20 @@ def test_subscription_updated_with_a_new_amount_updates_the_pledge(
     assert reload(db, pledge).charged_minor == 1200
 
 
+def test_collection_paused_by_the_reader_pauses_the_pledge(client: TestClient, db: Session) -> None:
+    sub_id = new_id("sub")
+    pledge = make_pledge(db, subscription_id=sub_id)
+    paused = subscription(sub_id, "cus_x")
+    paused["pause_collection"] = {"behavior": "void", "resumes_at": None}
+
+    deliver(client, db, event("customer.subscription.updated", paused, created=NOW))
+    assert reload(db, pledge).status == "paused"
+
+    resumed = subscription(sub_id, "cus_x")
+    deliver(client, db, event("customer.subscription.updated", resumed, created=NOW + 60))
+    assert reload(db, pledge).status == "active"
+
+
 def test_canceled_pledge_stays_canceled_and_mails_once(client: TestClient, db: Session) -> None:
     sub_id = new_id("sub")
     pledge = make_pledge(db, subscription_id=sub_id)

@@ -1,12 +1,13 @@
 """Events in any order, and concurrently, leave the ledger as Stripe's final state says."""
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from billing.models import Payment, Pledge, Reader, Refund
@@ -87,6 +88,22 @@ def test_past_due_update_arriving_after_a_later_invoice_paid_is_ignored(
 
     past_due = subscription(sub_id, "cus_x", status="past_due")
     deliver(client, db, event("customer.subscription.updated", past_due, created=NOW - 60))
+
+    db.expire_all()
+    current = db.get(Pledge, pledge.id)
+    assert current is not None and current.status == "active"
+
+
+def test_late_incomplete_created_event_does_not_undo_a_confirmed_pledge(
+    client: TestClient, db: Session
+) -> None:
+    sub_id = new_id("sub")
+    pledge = make_pledge(db, subscription_id=sub_id)
+    db.execute(update(Pledge).values(activated_at=datetime.now(UTC)))  # as confirm leaves it
+    db.commit()
+
+    incomplete = subscription(sub_id, "cus_x", status="incomplete")
+    deliver(client, db, event("customer.subscription.created", incomplete, created=NOW - 60))
 
     db.expire_all()
     current = db.get(Pledge, pledge.id)
