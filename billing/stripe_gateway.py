@@ -379,6 +379,14 @@ class StripeReader:
             return None
         return int(transaction.get("fee") or 0), int(transaction["net"])
 
+    def latest_charge(self, payment_intent_id: str) -> str | None:
+        """The charge that settled a PaymentIntent (current invoices name only the intent)."""
+        payment_intent = self._document(self._client.v1.payment_intents.retrieve, payment_intent_id)
+        charge = payment_intent.get("latest_charge")
+        if isinstance(charge, dict):
+            return str(charge["id"])
+        return str(charge) if charge else None
+
     def subscriptions(self, created_since: int | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"status": "all", "limit": 100}
         if created_since is not None:

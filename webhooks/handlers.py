@@ -122,8 +122,6 @@ def payment_intent_succeeded(ctx: Context, payment_intent: dict[str, Any]) -> No
     if pledge is None:
         return
     payment = _gift_payment_row(ctx, payment_intent, pledge)
-    charge_id = object_id(payment_intent.get("latest_charge")) or _first_charge(payment_intent)
-    ledger.attach_stripe_payment(ctx, payment, None, charge_id)
     if payment.status in ledger.PAID_STATUSES:
         return
     payment.status, payment.paid_at = "paid", ctx.event_at
@@ -131,6 +129,8 @@ def payment_intent_succeeded(ctx: Context, payment_intent: dict[str, Any]) -> No
         payment_intent.get("amount_received") or payment_intent.get("amount") or 0
     )
     payment.failure_code = None
+    charge_id = object_id(payment_intent.get("latest_charge")) or _first_charge(payment_intent)
+    ledger.attach_stripe_payment(ctx, payment, None, charge_id)
     ctx.changes.append(f"payment {payment.id}: gift paid {payment.amount_minor}")
     if pledge.status == PledgeStatus.PENDING:
         ledger.move_pledge(ctx, pledge, PledgeStatus.ACTIVE, ctx.event_at)

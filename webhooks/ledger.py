@@ -288,9 +288,17 @@ def invoice_payment_row(ctx: Context, invoice: dict[str, Any], pledge: Pledge) -
 def attach_stripe_payment(
     ctx: Context, payment: Payment, payment_intent_id: str | None, charge_id: str | None
 ) -> None:
-    """Link the PaymentIntent and charge, and take fee and net from the balance transaction."""
+    """Link the PaymentIntent and, once paid, the charge with fee and net from its balance
+    transaction (a failed attempt's charge is not the one that moved money)."""
     if payment_intent_id and payment.stripe_payment_intent_id is None:
         payment.stripe_payment_intent_id = payment_intent_id
+    if payment.status not in PAID_STATUSES:
+        return
+    if charge_id is None and payment.stripe_charge_id is None and payment.stripe_payment_intent_id:
+        try:
+            charge_id = ctx.stripe.latest_charge(payment.stripe_payment_intent_id)
+        except NotFoundInStripe:
+            charge_id = None
     if charge_id and payment.stripe_charge_id is None:
         payment.stripe_charge_id = charge_id
     if payment.stripe_charge_id and payment.fee_minor is None:
@@ -309,7 +317,6 @@ def record_invoice_paid(ctx: Context, invoice: dict[str, Any], at: datetime) -> 
         return None  # an invoice outside pledges (a manual one in the dashboard)
     pledge = pledge_for_subscription(ctx, subscription_id)
     payment = invoice_payment_row(ctx, invoice, pledge)
-    attach_stripe_payment(ctx, payment, *invoice_payment_ids(invoice))
     newly_paid = payment.status not in PAID_STATUSES
     if newly_paid:
         paid_at = timestamp((invoice.get("status_transitions") or {}).get("paid_at")) or at
@@ -319,6 +326,7 @@ def record_invoice_paid(ctx: Context, invoice: dict[str, Any], at: datetime) -> 
         payment.failure_code = payment.failure_message = payment.next_attempt_at = None
         payment.attempt_count = max(payment.attempt_count, int(invoice.get("attempt_count") or 0))
         ctx.changes.append(f"payment {payment.id}: paid {payment.amount_minor} {payment.currency}")
+    attach_stripe_payment(ctx, payment, *invoice_payment_ids(invoice))
     # Also when already active: the stamp keeps an older past_due from landing afterwards.
     move_pledge(ctx, pledge, PledgeStatus.ACTIVE, at)
     if payment.period_end and (
@@ -344,8 +352,7 @@ def record_invoice_failed(
     payment = invoice_payment_row(ctx, invoice, pledge)
     if payment.status in PAID_STATUSES:
         return payment  # a late report of an attempt before the one that paid
-    intent_id, charge_id = invoice_payment_ids(invoice)
-    attach_stripe_payment(ctx, payment, intent_id, charge_id)
+    attach_stripe_payment(ctx, payment, invoice_payment_ids(invoice)[0], None)
     newly_failed = payment.status != "failed"
     payment.status = "failed"
     payment.failed_at = payment.failed_at or at

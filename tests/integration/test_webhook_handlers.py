@@ -158,6 +158,31 @@ def test_invoice_payment_paid_links_the_payment_intent_and_charge(
     assert linked.id == payment.id and linked.stripe_payment_intent_id == "pi_linked"
 
 
+def test_fee_and_net_come_from_the_balance_transaction_of_the_intents_charge(
+    client: TestClient, db: Session, stripe_api: httpx.Client
+) -> None:
+    customer = stripe_api.post("/v1/customers", data={"email": "fee@example.org"}).json()
+    stripe_api.post("/v1/payment_methods/pm_card_visa/attach", data={"customer": customer["id"]})
+    intent = stripe_api.post(
+        "/v1/payment_intents",
+        data={"amount": 500, "currency": "eur", "customer": customer["id"],
+              "payment_method": "pm_card_visa", "confirm": "true", "off_session": "true"},
+    ).json()  # fmt: skip
+    assert intent["status"] == "succeeded"
+    _pledge, _payment, invoice_id = paid_pledge(client, db)
+    invoice_payment = fixture(
+        "invoice_payment", id=new_id("inpay"), invoice=invoice_id, status="paid",
+        payment={"type": "payment_intent", "payment_intent": intent["id"]},
+    )  # fmt: skip
+
+    deliver(client, db, event("invoice_payment.paid", invoice_payment))
+
+    [settled] = payments(db)
+    charge = intent["latest_charge"]  # localstripe expands it, Stripe sends the id
+    assert settled.stripe_charge_id == (charge["id"] if isinstance(charge, dict) else charge)
+    assert (settled.fee_minor, settled.net_minor) == (0, 500)
+
+
 def test_subscription_events_follow_the_subscription_status(
     client: TestClient, db: Session
 ) -> None:
