@@ -136,6 +136,24 @@ def test_reconcile_repairs_status_and_missing_payments_from_stripe(
     assert again.output.strip().endswith("ledger matches Stripe")
 
 
+def test_reconcile_since_leaves_older_pledges_alone(
+    client: TestClient, db: Session, stripe_api: httpx.Client
+) -> None:
+    sub_id, _ = dashboard_subscription(stripe_api, "older@example.org")
+    runner.invoke(app, ["import"])
+    db.execute(
+        update(Pledge).where(Pledge.stripe_subscription_id == sub_id).values(status="past_due")
+    )
+    db.commit()
+
+    result = runner.invoke(app, ["reconcile", "--since", "2999-01-01"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "ledger matches Stripe"
+    status = db.scalars(select(Pledge.status).where(Pledge.stripe_subscription_id == sub_id))
+    assert status.one() == "past_due"
+
+
 def test_reconcile_cancels_a_pledge_canceled_in_stripe(
     client: TestClient, db: Session, stripe_api: httpx.Client
 ) -> None:
