@@ -91,8 +91,8 @@ def customer_updated(ctx: Context, customer: dict[str, Any]) -> None:
     reader = session.scalars(
         select(Reader).where(Reader.stripe_customer_id == str(customer["id"])).with_for_update()
     ).one_or_none()
-    if reader is None:
-        return
+    if reader is None or reader.erased_at is not None:
+        return  # a reader who asked to be forgotten does not get an address back
     try:
         current = ctx.stripe.customer(str(customer["id"]))
     except NotFoundInStripe:

@@ -36,10 +36,13 @@ def parse_event(body: bytes) -> dict[str, Any]:
         raise InvalidEvent("The body is not valid JSON.") from None
     if not isinstance(event, dict):
         raise InvalidEvent("The body must be a JSON object.")
-    if not isinstance(event.get("id"), str) or not event["id"]:
-        raise InvalidEvent("The event has no id.")
-    if not isinstance(event.get("type"), str) or not event["type"]:
-        raise InvalidEvent("The event has no type.")
+    if not isinstance(event.get("id"), str) or not 0 < len(event["id"]) <= 255:
+        raise InvalidEvent("The event has no id, or one longer than 255 characters.")
+    if not isinstance(event.get("type"), str) or not 0 < len(event["type"]) <= 100:
+        raise InvalidEvent("The event has no type, or one longer than 100 characters.")
+    api_version = event.get("api_version")
+    if api_version is not None and (not isinstance(api_version, str) or len(api_version) > 64):
+        raise InvalidEvent("The event's api_version is not a short string.")
     if not isinstance(event.get("created"), int) or event["created"] <= 0:
         raise InvalidEvent("The event has no created timestamp.")
     if not isinstance((event.get("data") or {}).get("object"), dict):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from billing.models import Dispute, EmailOutbox, Payment, Pledge, Reader, Refund
@@ -347,6 +347,21 @@ def test_customer_updated_moves_the_reader_to_the_new_email(
     db.expire_all()
     reader = db.get(Reader, pledge.reader_id)
     assert reader is not None and reader.email == "new@example.org"
+
+
+def test_customer_updated_does_not_give_a_forgotten_reader_an_address_back(
+    client: TestClient, db: Session, stripe_api: httpx.Client
+) -> None:
+    customer = stripe_api.post("/v1/customers", data={"email": "back@example.org"}).json()
+    pledge = make_pledge(db, customer_id=customer["id"], email="erased-1@invalid")
+    db.execute(update(Reader).values(erased_at=datetime.now(UTC)))
+    db.commit()
+
+    deliver(client, db, event("customer.updated", fixture("customer", id=customer["id"])))
+
+    db.expire_all()
+    reader = db.get(Reader, pledge.reader_id)
+    assert reader is not None and reader.email == "erased-1@invalid"
 
 
 def test_setup_intent_succeeded_links_the_widget_pledge(client: TestClient, db: Session) -> None:

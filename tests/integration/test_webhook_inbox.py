@@ -123,8 +123,24 @@ def test_header_with_one_signature_per_secret_is_accepted(client: TestClient, db
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[1, 2]", b'{"type": "invoice.paid"}', b'{"id": "evt_1", "type": "x"}'],
-    ids=["malformed", "array", "no id", "no created"],
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'{"type": "invoice.paid"}',
+        b'{"id": "evt_1", "type": "x"}',
+        b'{"id": "evt_1", "type": "x", "created": 1, "data": {}}',
+        orjson.dumps({"id": "e" * 256, "type": "x", "created": 1, "data": {"object": {}}}),
+        orjson.dumps(
+            {
+                "id": "evt_1",
+                "type": "x",
+                "created": 1,
+                "data": {"object": {}},
+                "api_version": "v" * 65,
+            }
+        ),
+    ],
+    ids=["malformed", "array", "no id", "no created", "no object", "long id", "long version"],
 )
 def test_signed_body_that_is_not_an_event_is_refused(
     client: TestClient, db: Session, body: bytes
