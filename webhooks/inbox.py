@@ -6,12 +6,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.models import StripeEvent
 from billing.task_queue import enqueue_after_commit
-from webhooks.ledger import insert_ignoring_conflict
 from webhooks.shapes import timestamp
 
 PROCESS_TASK = "webhooks.process_event"
@@ -58,15 +59,27 @@ def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> S
     """
     # An event from the other mode (a live event at a test deployment) is kept, never applied.
     status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
-    created = insert_ignoring_conflict(
-        session, StripeEvent, "stripe_event_id",
-        stripe_event_id=event["id"], type=event["type"], livemode=bool(event.get("livemode")),
-        api_version=event.get("api_version"), stripe_created_at=timestamp(event["created"]),
-        payload=event, status=status, attempts=0, received_at=utcnow(),
-    )  # fmt: skip
-    row = session.execute(
-        select(StripeEvent.id, StripeEvent.status).where(StripeEvent.stripe_event_id == event["id"])
-    ).one()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    inserted = session.execute(
+        insert(StripeEvent)
+        .values(
+            stripe_event_id=event["id"], type=event["type"],
+            livemode=bool(event.get("livemode")), api_version=event.get("api_version"),
+            stripe_created_at=timestamp(event["created"]), payload=event, status=status,
+            attempts=0, received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+        .returning(StripeEvent.id, StripeEvent.status)
+    ).first()  # fmt: skip
+    created = inserted is not None
+    row = (
+        inserted
+        or session.execute(
+            select(StripeEvent.id, StripeEvent.status).where(
+                StripeEvent.stripe_event_id == event["id"]
+            )
+        ).one()
+    )
     event_id, status = row.id, row.status
     if not created and status == FAILED:
         requeued = session.execute(
