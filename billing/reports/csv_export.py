@@ -3,7 +3,6 @@
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,8 +18,6 @@ def cell(value: Any) -> str | int:
         return "true" if value else "false"
     if isinstance(value, int):
         return value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
     text = str(value)
     if text.startswith(FORMULA_TRIGGERS):
         # A leading apostrophe makes the spreadsheet show the text instead of evaluating it.
@@ -42,7 +39,8 @@ def csv_lines(columns: list[str], rows: Iterable[BaseModel]) -> Iterator[str]:
     writer.writerow(columns)
     yield flush()
     for row in rows:
-        values = row.model_dump()
+        # The JSON forms, so a CSV cell reads exactly like the same field in the JSON answer.
+        values = row.model_dump(mode="json")
         writer.writerow([cell(values[column]) for column in columns])
         yield flush()
 
