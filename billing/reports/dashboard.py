@@ -42,40 +42,42 @@ def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
-def _previous_month(today: date) -> tuple[date, date]:
-    last_day = today.replace(day=1) - timedelta(days=1)
-    return last_day.replace(day=1), last_day
+def _month_bounds(month: str | None, today: date) -> tuple[date, date]:
+    """The month asked for as YYYY-MM, or the last complete one: the month finance closes."""
+    if month:
+        try:
+            first = date.fromisoformat(month + "-01")
+        except ValueError:
+            raise ReportError("month must look like 2026-10.", field="month") from None
+    else:
+        first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    return first, last
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(
-    request: Request, session: Annotated[Session, Depends(get_session)], currency: str = ""
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    month: str | None = None,
+    currency: str | None = None,
 ) -> Response:
     try:
         principal = authenticate(presented_key(request))
     except ReportError:
-        return _page("sign_in.html", status_code=401, error=None)
+        return _page("sign_in.html", error=None)
     timezone = get_settings().reporting_timezone
     try:
         code = parse_currency(currency)
+        first, last = _month_bounds(month, today_in(timezone))
     except ReportError as error:
         return _page("sign_in.html", status_code=422, error=error.message)
-    today = today_in(timezone)
-    last_month_from, last_month_to = _previous_month(today)
-    this_month = parse_period(today.replace(day=1).isoformat(), None, code, timezone, 1)
-    last_month = parse_period(
-        last_month_from.isoformat(), last_month_to.isoformat(), code, timezone, 1
-    )
-    year = parse_period(None, None, code, timezone, 12)
-    summary = queries.summary(session, this_month)
-    last_month_revenue = queries.revenue(session, last_month, "month")
-    last_month_movement = queries.movement(session, last_month)
-    revenue = queries.revenue(session, year, "month")
+    chosen = parse_period(first.isoformat(), last.isoformat(), code, timezone, 1)
+    year = parse_period(None, last.isoformat(), code, timezone, 12)
     movement = queries.movement(session, year)
+    revenue = queries.revenue(session, year, "month")
     recovery = queries.recovery(session, year)
-    campaigns = [
-        row for row in queries.attribution(session, year).rows if row.dimension == "campaign"
-    ]
+    attribution = queries.attribution(session, year)
     chart_data = {
         "months": sorted({row.period.isoformat() for row in movement.rows}
                          | {row.period.isoformat() for row in revenue.rows}),
@@ -87,23 +89,20 @@ def dashboard(
                       "lost": r.lost, "still_retrying": r.still_retrying}
                      for r in recovery.totals],
     }  # fmt: skip
-    query = urlencode(
-        {"from": year.from_date, "to": year.to_date, "format": "csv"}
-        | ({"currency": code} if code else {})
-    )
+    csv_query = {"from": year.from_date, "to": year.to_date, "format": "csv"}
     return _page(
         "dashboard.html",
         role=principal.role,
         currency=code,
-        summary=summary,
-        last_month=last_month,
-        last_month_revenue=last_month_revenue.rows,
-        last_month_movement=last_month_movement.rows,
+        month=first.strftime("%Y-%m"),
+        summary=queries.summary(session, chosen),
+        month_revenue=[row for row in revenue.rows if row.period == first],
+        month_movement=[row for row in movement.rows if row.period == first],
         year=year,
         recovery=recovery.totals,
-        campaigns=campaigns[:10],
+        campaigns=[row for row in attribution.rows if row.dimension == "campaign"][:10],
         chart_data=chart_data,
-        csv_query=query,
+        csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
     )
 
 
