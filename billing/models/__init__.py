@@ -8,6 +8,7 @@ from billing.models.pledge import Pledge, PledgeInterval, PledgeStatus
 from billing.models.pledge_history import PledgeHistory
 from billing.models.reader import Reader
 from billing.models.refund import Refund
+from billing.models.revenue_rollup import RevenueRollup
 from billing.models.stripe_event import StripeEvent
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "PledgeStatus",
     "Reader",
     "Refund",
+    "RevenueRollup",
     "StripeEvent",
 ]

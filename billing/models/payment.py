@@ -20,7 +20,22 @@ class Payment(Base):
         ),
         Index("ix_payments_paid_at_currency", "paid_at", "currency"),
         Index("ix_payments_status_created_at", "status", "created_at"),
-        Index("ix_payments_failed_at", "failed_at"),
+        Index(
+            "ix_payments_failed_at",
+            "failed_at",
+            postgresql_include=[
+                "currency",
+                "amount_minor",
+                "attempt_count",
+                "status",
+                "paid_at",
+                "next_attempt_at",
+                "pledge_id",
+            ],
+            postgresql_where=text("failed_at IS NOT NULL"),
+        ),
+        # The payments list's order, newest first, and its cursor.
+        Index("ix_payments_created_at_id", "created_at", "id"),
         # Covers the revenue report so it never reads the table (migration 0004_reports).
         Index(
             "ix_payments_revenue",

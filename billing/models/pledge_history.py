@@ -18,7 +18,19 @@ class PledgeHistory(Base):
 
     __tablename__ = "pledge_history"
     __table_args__ = (
-        Index("ix_pledge_history_changed_at", "changed_at"),
+        Index(
+            "ix_pledge_history_changed_at",
+            "changed_at",
+            postgresql_include=[
+                "currency",
+                "interval",
+                "status",
+                "previous_status",
+                "mrr_minor",
+                "mrr_delta_minor",
+                "movement",
+            ],
+        ),
         Index("ix_pledge_history_reader_id_currency", "reader_id", "currency"),
     )
 

@@ -2,7 +2,8 @@
 
 Definitions finance can rely on (also in the README):
 - Revenue is a payment with `paid_at` whose status is `paid` or `refunded` (a refund is subtracted
-  in the month it happened, it does not erase the payment), bucketed by `paid_at`.
+  in the month it happened, it does not erase the payment), bucketed by `paid_at`; read from
+  `revenue_rollup`, which a trigger on payments keeps (migration 0004_reports).
 - Refunded: refunds that did not fail or get cancelled, by `refunded_at`. Disputed: disputes by
   `opened_at` unless won. Fees: Stripe's fee where it has settled; `fees_unknown_payments` counts
   payments whose fee is not known yet, so `net` is final only when that is 0.
@@ -59,6 +60,9 @@ def _rate(numerator: int, denominator: int) -> str | None:
 
 
 def _rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # JIT compiling costs PostgreSQL 200-500 ms per report, far more than it saves on queries
+    # that read an index range; measured with benchmarks/reports_benchmark.py.
+    session.execute(text("SET LOCAL jit = off"))
     return [dict(row) for row in session.execute(text(sql), params).mappings()]
 
 
@@ -178,15 +182,17 @@ def summary(session: Session, period: Period) -> Summary:
 
 REVENUE_SQL = """
 WITH paid AS (
-    SELECT date_trunc(:grain, paid_at AT TIME ZONE :tz)::date AS period, currency,
-           count(*) AS payments,
-           sum(amount_minor) AS gross,
-           coalesce(sum(fee_minor), 0) AS fees,
-           count(*) FILTER (WHERE fee_minor IS NULL) AS fees_unknown_payments
-      FROM payments
-     WHERE paid_at >= :start_at AND paid_at < :end_at
-       AND status IN ('paid', 'refunded') {currency}
+    -- From the quarter-hour rollup the payments trigger keeps: the same sums, without reading
+    -- every payment (period boundaries are midnights, which always fall on a quarter hour).
+    SELECT date_trunc(:grain, bucket_at AT TIME ZONE :tz)::date AS period, currency,
+           sum(payments) AS payments,
+           sum(gross_minor) AS gross,
+           sum(fees_minor) AS fees,
+           sum(fees_unknown_payments) AS fees_unknown_payments
+      FROM revenue_rollup
+     WHERE bucket_at >= :start_at AND bucket_at < :end_at {currency}
      GROUP BY 1, 2
+    HAVING sum(payments) <> 0
 ), refunded AS (
     SELECT date_trunc(:grain, refunded_at AT TIME ZONE :tz)::date AS period, currency,
            sum(amount_minor) AS refunded
@@ -202,12 +208,12 @@ WITH paid AS (
      GROUP BY 1, 2
 )
 SELECT period, currency,
-       coalesce(payments, 0) AS payments,
+       coalesce(payments, 0)::bigint AS payments,
        coalesce(gross, 0)::bigint AS gross,
        coalesce(refunded, 0)::bigint AS refunded,
        coalesce(disputed, 0)::bigint AS disputed,
        coalesce(fees, 0)::bigint AS fees,
-       coalesce(fees_unknown_payments, 0) AS fees_unknown_payments,
+       coalesce(fees_unknown_payments, 0)::bigint AS fees_unknown_payments,
        (coalesce(gross, 0) - coalesce(fees, 0) - coalesce(refunded, 0)
         - coalesce(disputed, 0))::bigint AS net
   FROM paid
@@ -327,12 +333,15 @@ WITH failures AS (
                    THEN 'recovered'
                WHEN payments.status = 'void'
                     OR (payments.status = 'failed' AND payments.next_attempt_at IS NULL)
-                    OR pledges.status IN ('canceled', 'failed')
+                   THEN 'lost'
+               -- Looked up only for the few still scheduled for a retry.
+               WHEN EXISTS (SELECT 1 FROM pledges
+                             WHERE pledges.id = payments.pledge_id
+                               AND pledges.status IN ('canceled', 'failed'))
                    THEN 'lost'
                ELSE 'retrying'
            END AS outcome
       FROM payments
-      LEFT JOIN pledges ON pledges.id = payments.pledge_id
      WHERE payments.failed_at >= :start_at AND payments.failed_at < :end_at
            {currency}
 )
