@@ -77,7 +77,7 @@ def dashboard(
     movement = queries.movement(session, year)
     revenue = queries.revenue(session, year, "month")
     recovery = queries.recovery(session, year)
-    attribution = queries.attribution(session, year)
+    attribution = queries.attribution(session, year, top=10)
     chart_data = {
         "months": sorted({row.period.isoformat() for row in movement.rows}
                          | {row.period.isoformat() for row in revenue.rows}),
@@ -100,7 +100,7 @@ def dashboard(
         month_movement=[row for row in movement.rows if row.period == first],
         year=year,
         recovery=recovery.totals,
-        campaigns=[row for row in attribution.rows if row.dimension == "campaign"][:10],
+        campaigns=[row for row in attribution.rows if row.dimension == "campaign"],
         chart_data=chart_data,
         csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
     )

@@ -120,6 +120,15 @@ PLEDGE_STATUSES = tuple(status.value for status in PledgeStatus)
 INTERVALS = tuple(interval.value for interval in PledgeInterval)
 
 
+MAX_TOP = 10_000
+
+
+def parse_top(value: int) -> int:
+    if not 1 <= value <= MAX_TOP:
+        raise ReportError(f"top must be between 1 and {MAX_TOP}.", field="top")
+    return value
+
+
 def parse_limit(value: int) -> int:
     if not 1 <= value <= MAX_LIST_LIMIT:
         raise ReportError(f"limit must be between 1 and {MAX_LIST_LIMIT}.", field="limit")

@@ -385,35 +385,50 @@ def recovery(session: Session, period: Period) -> Recovery:
 
 
 ATTRIBUTION_SQL = """
-SELECT CASE WHEN grouping(campaign) = 0 THEN 'campaign'
-            WHEN grouping(source) = 0 THEN 'source'
-            ELSE 'article_url' END AS dimension,
-       CASE WHEN grouping(campaign) = 0 THEN campaign
-            WHEN grouping(source) = 0 THEN source
-            ELSE article_url END AS value,
-       currency,
-       count(*) AS pledges,
-       count(*) FILTER (WHERE interval <> 'once') AS recurring_pledges,
-       count(*) FILTER (WHERE {mrr} > 0) AS contributing_pledges,
-       sum({mrr})::bigint AS mrr,
-       coalesce(sum(amount_minor + fee_cover_minor) FILTER (WHERE interval = 'once'), 0)::bigint
-           AS one_time_amount
-  FROM pledges
- WHERE activated_at >= :start_at AND activated_at < :end_at {currency}
- GROUP BY GROUPING SETS ((campaign, currency), (source, currency), (article_url, currency))
- ORDER BY 1, mrr DESC, pledges DESC, value NULLS LAST, currency
+WITH grouped AS (
+    SELECT CASE WHEN grouping(campaign) = 0 THEN 'campaign'
+                WHEN grouping(source) = 0 THEN 'source'
+                ELSE 'article_url' END AS dimension,
+           CASE WHEN grouping(campaign) = 0 THEN campaign
+                WHEN grouping(source) = 0 THEN source
+                ELSE article_url END AS value,
+           currency,
+           count(*) AS pledges,
+           count(*) FILTER (WHERE interval <> 'once') AS recurring_pledges,
+           count(*) FILTER (WHERE {mrr} > 0) AS contributing_pledges,
+           sum({mrr})::bigint AS mrr,
+           coalesce(sum(amount_minor + fee_cover_minor) FILTER (WHERE interval = 'once'), 0)
+               ::bigint AS one_time_amount
+      FROM pledges
+     WHERE activated_at >= :start_at AND activated_at < :end_at {currency}
+     GROUP BY GROUPING SETS ((campaign, currency), (source, currency), (article_url, currency))
+), ranked AS (
+    SELECT grouped.*,
+           row_number() OVER (PARTITION BY dimension, currency
+                              ORDER BY mrr DESC, pledges DESC, value NULLS LAST) AS rank
+      FROM grouped
+)
+SELECT dimension, value, currency, pledges, recurring_pledges, contributing_pledges, mrr,
+       one_time_amount
+  FROM ranked
+ WHERE rank <= :top
+ ORDER BY dimension, currency, rank
 """
 
 
-def attribution(session: Session, period: Period) -> Attribution:
-    """Pledges that started in the period, and the MRR they bring now, by where they came from."""
+def attribution(session: Session, period: Period, top: int = 100) -> Attribution:
+    """Pledges that started in the period, and the MRR they bring now, by where they came from.
+
+    The `top` values of each dimension and currency by MRR (articles can number thousands).
+    """
     sql = ATTRIBUTION_SQL.format(mrr=MRR, currency=_currency_filter(period))
     return Attribution(
         from_date=period.from_date,
         to_date=period.to_date,
         timezone=period.timezone,
         currency=period.currency,
-        rows=[AttributionRow(**row) for row in _rows(session, sql, _params(period))],
+        top=top,
+        rows=[AttributionRow(**row) for row in _rows(session, sql, _params(period, top=top))],
     )
 
 

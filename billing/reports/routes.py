@@ -12,7 +12,14 @@ from billing.dependencies import get_session
 from billing.reports import lists, queries
 from billing.reports.auth import Principal, report_reader
 from billing.reports.csv_export import columns_of, csv_lines
-from billing.reports.params import Period, ReportError, parse_granularity, parse_limit, parse_period
+from billing.reports.params import (
+    Period,
+    ReportError,
+    parse_granularity,
+    parse_limit,
+    parse_period,
+    parse_top,
+)
 from billing.reports.schemas import (
     Attribution,
     AttributionRow,
@@ -133,11 +140,12 @@ def recovery_report(
 def attribution_report(
     request: Request, _reader: Reader, session: DbSession,
     from_: FromDate = None, to: ToDate = None, currency: Currency = None, format: Format = None,
+    top: Annotated[int, Query(description="Values per dimension and currency, by MRR.")] = 100,
 ) -> Any:  # fmt: skip
     """Pledges started in the period and their MRR, by campaign, source and article."""
     period = period_of(from_, to, currency, months=12)
     as_csv = wants_csv(request, format)
-    report = queries.attribution(session, period)
+    report = queries.attribution(session, period, parse_top(top))
     if as_csv:
         columns = columns_of(AttributionRow)
         return csv_response(file_name("attribution", period), columns, report.rows)

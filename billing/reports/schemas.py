@@ -110,6 +110,7 @@ class AttributionRow(BaseModel):
 
 
 class Attribution(ReportPeriod):
+    top: int
     rows: list[AttributionRow]
 
 

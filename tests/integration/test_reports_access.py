@@ -104,6 +104,7 @@ def test_finance_may_not_filter_payments_by_email(client: TestClient, db: Sessio
         ("/v1/reports/pledges", {"interval": "weekly"},
          "interval must be one of month, year, once."),
         ("/v1/reports/pledges", {"limit": "0"}, "limit must be between 1 and 1000."),
+        ("/v1/reports/attribution", {"top": "0"}, "top must be between 1 and 10000."),
         ("/v1/reports/payments", {"limit": "1001"}, "limit must be between 1 and 1000."),
         ("/v1/reports/pledges", {"cursor": "not-a-cursor"},
          "cursor is not one this API gave out; start again without it."),

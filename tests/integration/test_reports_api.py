@@ -246,6 +246,22 @@ def test_attribution_by_campaign_source_and_article(
     assert campaigns[0] == "spring"
 
 
+def test_attribution_top_keeps_the_biggest_values_per_dimension_and_currency(
+    client: TestClient, ledger: Ledger, finance: dict[str, str]
+) -> None:
+    report = get(client, "/v1/reports/attribution", finance, **PERIOD, top=1)
+
+    assert report["top"] == 1
+    assert [(r["dimension"], r["currency"], r["value"], r["mrr"]) for r in report["rows"]] == [
+        ("article_url", "eur", "https://news.example/a1", 1300),
+        ("article_url", "usd", "https://news.example/a2", 1060),
+        ("campaign", "eur", "spring", 1300),
+        ("campaign", "usd", "fall", 1060),
+        ("source", "eur", "newsletter", 1200),
+        ("source", "usd", "article", 1060),
+    ]
+
+
 def test_pledge_list_pages_through_every_pledge_with_stripe_ids(
     client: TestClient, ledger: Ledger, finance: dict[str, str]
 ) -> None:
