@@ -243,7 +243,7 @@ def run_reports(repeat: int) -> None:
         ("pledges list, first page", first_page("pledges")),
         ("payments list, first page", first_page("payments")),
         ("payments list, failed EUR", first_page("payments", status="failed", currency="eur")),
-        ("payments list, campaign", first_page("payments", campaign="campaign-7")),
+        ("payments list, campaign", first_page("payments", campaign="campaign-8")),
     ]  # fmt: skip
     with get_sessionmaker()() as session:
         payments = session.scalar(text("SELECT count(*) FROM payments"))
