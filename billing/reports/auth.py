@@ -7,8 +7,10 @@ Roles and what they see:
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import update
 
 from billing.apikeys import find_active_key
@@ -59,7 +61,16 @@ def authenticate(key: str | None) -> Principal:
         return Principal(key_id=row.id, role=row.role)
 
 
-def report_reader(request: Request) -> Principal:
+# Declared so the OpenAPI schema shows the scheme; the header itself is read by presented_key.
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="An API key from `pledges apikey create --role finance`."
+)
+
+
+def report_reader(
+    request: Request,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Principal:
     """Dependency for every report route: 401 without a valid key.
 
     Both roles read every report; what an admin alone may do (see readers' personal data) is

@@ -36,7 +36,19 @@ from billing.reports.schemas import (
 )
 from billing.settings import get_settings
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"])
+ERROR_SHAPE = {
+    "content": {"application/json": {"example": {"message": "…", "detail": []}}},
+}
+router = APIRouter(
+    prefix="/v1/reports",
+    tags=["reports"],
+    responses={
+        401: {"description": "No API key, or one that is unknown or revoked."} | ERROR_SHAPE,
+        403: {"description": "The key's role may not do this (email filter: admin)."} | ERROR_SHAPE,
+        422: {"description": "A parameter the report cannot use; `message` says which."}
+        | ERROR_SHAPE,
+    },
+)
 
 Reader = Annotated[Principal, Depends(report_reader)]
 DbSession = Annotated[Session, Depends(get_session)]
