@@ -14,6 +14,7 @@ Definitions finance can rely on (also in the README):
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, text, tuple_
@@ -56,7 +57,12 @@ def _params(period: Period, **extra: Any) -> dict[str, Any]:
 
 
 def _rate(numerator: int, denominator: int) -> str | None:
-    return None if denominator == 0 else f"{numerator / denominator:.4f}"
+    """A ratio as a decimal string with four places, rounded half up; no floats near money."""
+    if denominator == 0:
+        return None
+    return str(
+        (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    )
 
 
 def _rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
