@@ -100,7 +100,9 @@ SELECT md5('pledge' || p)::uuid, 'in_' || j,
        CASE WHEN s < 95 AND j % 50 <> 0 THEN amount - (amount * 29 / 1000 + 30) END,
        CASE WHEN s BETWEEN 93 AND 94 THEN amount ELSE 0 END, 0,
        CASE WHEN s >= 95 OR j % 33 = 0 THEN 1 + j % 4 ELSE 1 END,
-       CASE WHEN s BETWEEN 95 AND 98 AND j % 2 = 0 THEN created + interval '3 days' END,
+       -- Stripe stops retrying within weeks: only recent failures still have a next attempt.
+       CASE WHEN s BETWEEN 95 AND 98 AND j % 2 = 0 AND j % {days} < 21
+            THEN created + interval '3 days' END,
        CASE WHEN s >= 95 OR (s < 93 AND j % 33 = 0) THEN created END,
        CASE WHEN s < 95 THEN created + CASE WHEN j % 33 = 0 THEN interval '3 days'
                                             ELSE interval '0' END END,

@@ -50,7 +50,7 @@ router = APIRouter(
     },
 )
 
-Reader = Annotated[Principal, Depends(report_reader)]
+Caller = Annotated[Principal, Depends(report_reader)]
 DbSession = Annotated[Session, Depends(get_session)]
 FromDate = Annotated[
     str | None, Query(alias="from", description="First day, YYYY-MM-DD, reporting time zone.")
@@ -90,7 +90,7 @@ def file_name(report: str, period: Period) -> str:
 
 @router.get("/summary", response_model=Summary)
 def summary_report(
-    request: Request, _reader: Reader, session: DbSession,
+    request: Request, _caller: Caller, session: DbSession,
     from_: FromDate = None, to: ToDate = None, currency: Currency = None, format: Format = None,
 ) -> Any:  # fmt: skip
     """Pledges, MRR and risk at the end of the period (default: this month so far)."""
@@ -105,7 +105,7 @@ def summary_report(
 
 @router.get("/revenue", response_model=Revenue)
 def revenue_report(
-    request: Request, _reader: Reader, session: DbSession,
+    request: Request, _caller: Caller, session: DbSession,
     from_: FromDate = None, to: ToDate = None, currency: Currency = None, format: Format = None,
     granularity: Annotated[str, Query(description="day, week or month.")] = "month",
 ) -> Any:  # fmt: skip
@@ -121,7 +121,7 @@ def revenue_report(
 
 @router.get("/movement", response_model=Movement)
 def movement_report(
-    request: Request, _reader: Reader, session: DbSession,
+    request: Request, _caller: Caller, session: DbSession,
     from_: FromDate = None, to: ToDate = None, currency: Currency = None, format: Format = None,
 ) -> Any:  # fmt: skip
     """MRR movement per month: new, expansion, contraction, churned, reactivated."""
@@ -135,7 +135,7 @@ def movement_report(
 
 @router.get("/recovery", response_model=Recovery)
 def recovery_report(
-    request: Request, _reader: Reader, session: DbSession,
+    request: Request, _caller: Caller, session: DbSession,
     from_: FromDate = None, to: ToDate = None, currency: Currency = None, format: Format = None,
 ) -> Any:  # fmt: skip
     """Failed payments by month: recovered (after which reminder), lost, still retrying."""
@@ -150,7 +150,7 @@ def recovery_report(
 
 @router.get("/attribution", response_model=Attribution)
 def attribution_report(
-    request: Request, _reader: Reader, session: DbSession,
+    request: Request, _caller: Caller, session: DbSession,
     from_: FromDate = None, to: ToDate = None, currency: Currency = None, format: Format = None,
     top: Annotated[int, Query(description="Values per dimension and currency, by MRR.")] = 100,
 ) -> Any:  # fmt: skip
@@ -184,32 +184,32 @@ Limit = Annotated[int, Query(description="Items per page, at most 1000.")]
 
 @router.get("/pledges", response_model=PledgePage)
 def pledges_list(
-    request: Request, reader: Reader, session: DbSession, filters: Filters,
+    request: Request, caller: Caller, session: DbSession, filters: Filters,
     cursor: Cursor = None, limit: Limit = 100, format: Format = None,
 ) -> Any:  # fmt: skip
     """Pledges, newest first; as CSV every matching pledge in one download."""
     as_csv = wants_csv(request, format)
     if as_csv:
-        statement = lists.pledge_statement(filters, reader, None)
-        columns = columns_of(lists.pledge_item_model(reader))
-        return csv_response("pledges", columns, lists.all_pledge_items(statement, reader))
-    statement = lists.pledge_statement(filters, reader, cursor)
-    return lists.pledge_page(session, statement, reader, parse_limit(limit))
+        statement = lists.pledge_statement(filters, caller, None)
+        columns = columns_of(lists.pledge_item_model(caller))
+        return csv_response("pledges", columns, lists.all_pledge_items(statement, caller))
+    statement = lists.pledge_statement(filters, caller, cursor)
+    return lists.pledge_page(session, statement, caller, parse_limit(limit))
 
 
 @router.get("/payments", response_model=PaymentPage)
 def payments_list(
-    request: Request, reader: Reader, session: DbSession, filters: Filters,
+    request: Request, caller: Caller, session: DbSession, filters: Filters,
     cursor: Cursor = None, limit: Limit = 100, format: Format = None,
 ) -> Any:  # fmt: skip
     """Payments, newest first, with their Stripe ids; as CSV every matching payment."""
     as_csv = wants_csv(request, format)
     if as_csv:
-        statement = lists.payment_statement(filters, reader, None)
-        columns = columns_of(lists.payment_item_model(reader))
-        return csv_response("payments", columns, lists.all_payment_items(statement, reader))
-    statement = lists.payment_statement(filters, reader, cursor)
-    return lists.payment_page(session, statement, reader, parse_limit(limit))
+        statement = lists.payment_statement(filters, caller, None)
+        columns = columns_of(lists.payment_item_model(caller))
+        return csv_response("payments", columns, lists.all_payment_items(statement, caller))
+    statement = lists.payment_statement(filters, caller, cursor)
+    return lists.payment_page(session, statement, caller, parse_limit(limit))
 
 
 def report_error_response(error: ReportError) -> Response:
