@@ -87,11 +87,14 @@ def apikey_create(
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    stripe_port: Annotated[int, typer.Option(help="localstripe port.")] = 8420,
+    smtp_port: Annotated[int, typer.Option(help="Mail catcher port.")] = 8025,
 ) -> None:
     """Everything on this machine: API, worker, beat, localstripe and a mail catcher."""
-    from billing.dev import run_dev
+    from billing.dev import DevPorts, run_dev
 
-    raise typer.Exit(run_dev(port=port, environ=dict(os.environ)))
+    ports = DevPorts(api=port, stripe=stripe_port, smtp=smtp_port)
+    raise typer.Exit(run_dev(ports, environ=dict(os.environ)))
 
 
 if __name__ == "__main__":
