@@ -53,6 +53,21 @@ def worker(
     raise typer.Exit(subprocess.call(command))
 
 
+@app.command()
+def beat() -> None:
+    """Run only the periodic scheduler, for deployments that run it apart from the workers."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "beat",
+        "--loglevel=INFO",
+    ]
+    raise typer.Exit(subprocess.call(command))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (the newest by default)."""

@@ -12,7 +12,10 @@ REAL = {
 }
 
 
-def test_development_runs_on_the_embedded_defaults() -> None:
+def test_development_runs_on_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
     settings = Settings(_env_file=None)
 
     assert settings.environment == "development"
