@@ -26,4 +26,4 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python benchmarks/pledge_latency.py
+	PYTHONPATH=. $(BIN)/python benchmarks/pledge_latency.py
