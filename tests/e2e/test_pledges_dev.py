@@ -1,5 +1,6 @@
 """A newcomer's first run: `pledges dev` in an empty folder, then a pledge through the API."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +28,21 @@ def _wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float) 
     raise AssertionError(f"{needle!r} not printed:\n{''.join(lines[-40:])}")
 
 
+def _assert_group_gone(group: int, timeout: float = 15) -> None:
+    """No process that `pledges dev` started (API, worker, localstripe, …) outlives it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    leftover = subprocess.run(
+        ["ps", "-o", "pid,args", "-g", str(group)], capture_output=True, text=True
+    )
+    raise AssertionError(f"processes outlived pledges dev:\n{leftover.stdout}")
+
+
 @pytest.fixture
 def pledges_dev(tmp_path: Path) -> object:
     ports = {"api": free_port(), "stripe": free_port(), "smtp": free_port()}
@@ -36,6 +52,7 @@ def pledges_dev(tmp_path: Path) -> object:
         [sys.executable, "-m", "billing.cli", "dev", "--port", str(ports["api"]),
          "--stripe-port", str(ports["stripe"]), "--smtp-port", str(ports["smtp"])],
         cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
     )  # fmt: skip
     try:
         yield process, ports, tmp_path
@@ -46,6 +63,8 @@ def pledges_dev(tmp_path: Path) -> object:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_pledges_dev_runs_the_whole_service_and_takes_a_pledge(pledges_dev: object) -> None:
@@ -78,8 +97,10 @@ def test_pledges_dev_runs_the_whole_service_and_takes_a_pledge(pledges_dev: obje
     ]
     assert (folder / ".pledges" / "pledges.db").exists()
 
-    process.send_signal(signal.SIGINT)
+    # Stopped the way a supervisor stops it: SIGTERM to `pledges dev` alone, not to its group.
+    process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+    _assert_group_gone(process.pid)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api}/healthz", timeout=2)
     with pytest.raises(httpx.ConnectError):
