@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, text, tuple_
+from sqlalchemy import Select, and_, case, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
@@ -36,7 +36,10 @@ from billing.reports.schemas import (
     SummaryCurrencyRow,
 )
 
-PledgeRows = Select[Pledge, str, str | None]
+# A reader who asked to be forgotten keeps their financial rows, but no longer their name.
+READER_EMAIL = case((Reader.erased_at.is_(None), Reader.email), else_=None).label("reader_email")
+READER_NAME = case((Reader.erased_at.is_(None), Reader.name), else_=None).label("reader_name")
+PledgeRows = Select[Pledge, str | None, str | None]
 PaymentRows = Select[Payment, str | None]
 MRR = "pledge_mrr_minor(status, interval, amount_minor + fee_cover_minor)"
 
@@ -458,7 +461,7 @@ def pledge_list(
     after: tuple[datetime, uuid.UUID] | None,
 ) -> PledgeRows:
     """Pledges newest first, with their reader; the caller picks the columns a role may see."""
-    statement = select(Pledge, Reader.email, Reader.name).join(
+    statement = select(Pledge, READER_EMAIL, READER_NAME).join(
         Reader, Reader.id == Pledge.reader_id
     )
     conditions = [
@@ -466,7 +469,7 @@ def pledge_list(
         Pledge.currency == currency if currency else None,
         Pledge.interval == interval if interval else None,
         Pledge.campaign == campaign if campaign else None,
-        Reader.email == email.strip().lower() if email else None,
+        email.strip().lower() == READER_EMAIL if email else None,
         Pledge.created_at >= created_from if created_from else None,
         Pledge.created_at < created_before if created_before else None,
         tuple_(Pledge.created_at, Pledge.id) < tuple_(after[0], after[1]) if after else None,
@@ -489,7 +492,7 @@ def payment_list(
 ) -> PaymentRows:
     """Payments newest first; pledge filters (interval, campaign, email) go through the pledge."""
     statement = (
-        select(Payment, Reader.email)
+        select(Payment, READER_EMAIL)
         .outerjoin(Pledge, Pledge.id == Payment.pledge_id)
         .outerjoin(Reader, Reader.id == Pledge.reader_id)
     )
@@ -498,7 +501,7 @@ def payment_list(
         Payment.currency == currency if currency else None,
         Pledge.interval == interval if interval else None,
         Pledge.campaign == campaign if campaign else None,
-        Reader.email == email.strip().lower() if email else None,
+        email.strip().lower() == READER_EMAIL if email else None,
         Payment.created_at >= created_from if created_from else None,
         Payment.created_at < created_before if created_before else None,
         or_(

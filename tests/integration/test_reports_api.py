@@ -4,10 +4,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from billing.db import reset_caches
-from tests.reports_ledger import Ledger, api_key, seed_ledger
+from billing.models import Reader
+from tests.reports_ledger import Ledger, api_key, at, seed_ledger
 
 PERIOD = {"from": "2026-07-01", "to": "2026-10-31"}
 
@@ -150,6 +152,21 @@ def test_revenue_by_day_puts_each_payment_on_its_day(
     assert [(r["period"], r["currency"], r["gross"]) for r in report["rows"]] == [
         ("2026-10-04", "usd", 1060),
         ("2026-10-10", "eur", 700),
+    ]
+
+
+def test_revenue_by_week_starts_weeks_on_monday(
+    client: TestClient, ledger: Ledger, finance: dict[str, str]
+) -> None:
+    report = get(
+        client, "/v1/reports/revenue", finance,
+        **{"from": "2026-10-01", "to": "2026-10-31", "granularity": "week"},
+    )  # fmt: skip
+
+    # Sunday 4 October belongs to the week of Monday 28 September.
+    assert [(r["period"], r["currency"], r["gross"]) for r in report["rows"]] == [
+        ("2026-09-28", "usd", 1060),
+        ("2026-10-05", "eur", 700),
     ]
 
 
@@ -329,7 +346,11 @@ def test_payment_list_filters_and_carries_stripe_ids(
 
 
 def test_only_admin_keys_see_and_filter_by_reader_email(
-    client: TestClient, ledger: Ledger, finance: dict[str, str], admin: dict[str, str]
+    client: TestClient,
+    db: Session,
+    ledger: Ledger,
+    finance: dict[str, str],
+    admin: dict[str, str],
 ) -> None:
     as_admin = get(client, "/v1/reports/pledges", admin, email="Cleo@example.org")["items"]
     assert [(item["reader_email"], item["reader_name"]) for item in as_admin] == [
@@ -338,6 +359,14 @@ def test_only_admin_keys_see_and_filter_by_reader_email(
     payments = get(client, "/v1/reports/payments", admin, email="cleo@example.org")["items"]
     assert {item["reader_email"] for item in payments} == {"cleo@example.org"}
     assert len(payments) == 3
+
+    # Cleo asks to be forgotten: her financial rows stay, her email and name go.
+    db.execute(update(Reader).where(Reader.email == "cleo@example.org").values(erased_at=at(11, 1)))
+    db.commit()
+    assert get(client, "/v1/reports/pledges", admin, email="cleo@example.org")["items"] == []
+    erased = get(client, "/v1/reports/pledges", admin, currency="usd")["items"]
+    p3 = next(item for item in erased if item["stripe_subscription_id"] == "sub_p3")
+    assert (p3["reader_email"], p3["reader_name"]) == (None, None)
 
     refused = client.get(
         "/v1/reports/pledges", headers=finance, params={"email": "cleo@example.org"}
