@@ -469,7 +469,7 @@ def pledge_list(
         Pledge.currency == currency if currency else None,
         Pledge.interval == interval if interval else None,
         Pledge.campaign == campaign if campaign else None,
-        email.strip().lower() == READER_EMAIL if email else None,
+        and_(Reader.email == email.strip().lower(), Reader.erased_at.is_(None)) if email else None,
         Pledge.created_at >= created_from if created_from else None,
         Pledge.created_at < created_before if created_before else None,
         tuple_(Pledge.created_at, Pledge.id) < tuple_(after[0], after[1]) if after else None,
@@ -501,7 +501,7 @@ def payment_list(
         Payment.currency == currency if currency else None,
         Pledge.interval == interval if interval else None,
         Pledge.campaign == campaign if campaign else None,
-        email.strip().lower() == READER_EMAIL if email else None,
+        and_(Reader.email == email.strip().lower(), Reader.erased_at.is_(None)) if email else None,
         Payment.created_at >= created_from if created_from else None,
         Payment.created_at < created_before if created_before else None,
         or_(
