@@ -71,7 +71,7 @@ def dashboard(
         code = parse_currency(currency)
         first, last = _month_bounds(month, today_in(timezone))
     except ReportError as error:
-        return _page("sign_in.html", status_code=422, error=error.message)
+        return _page("error.html", status_code=422, error=error.message)
     chosen = parse_period(first.isoformat(), last.isoformat(), code, timezone, 1)
     year = parse_period(None, last.isoformat(), code, timezone, 12)
     movement = queries.movement(session, year)

@@ -1,6 +1,5 @@
 """Reports on the command line: the API's queries, printed as a table, CSV or JSON."""
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,26 +31,21 @@ MONEY_COLUMNS = frozenset({
 def _report(
     session: Session, name: str, period: Period, granularity: str
 ) -> tuple[BaseModel, type[BaseModel], list[BaseModel]]:
-    builders: dict[str, Callable[[], tuple[BaseModel, type[BaseModel], list[BaseModel]]]] = {
-        "summary": lambda: _with_rows(queries.summary(session, period), SummaryCurrencyRow,
-                                      "by_currency"),
-        "revenue": lambda: _with_rows(
-            queries.revenue(session, period, parse_granularity(granularity, period)),
-            RevenueRow, "rows"),
-        "movement": lambda: _with_rows(queries.movement(session, period), MovementRow, "rows"),
-        "recovery": lambda: _with_rows(queries.recovery(session, period), RecoveryRow,
-                                       "rows", "totals"),
-        "attribution": lambda: _with_rows(queries.attribution(session, period), AttributionRow,
-                                          "rows"),
-    }  # fmt: skip
-    return builders[name]()
-
-
-def _with_rows(
-    report: BaseModel, row_model: type[BaseModel], *fields: str
-) -> tuple[BaseModel, type[BaseModel], list[BaseModel]]:
-    rows: list[BaseModel] = [row for field in fields for row in getattr(report, field)]
-    return report, row_model, rows
+    """The report, the model of its table's rows, and those rows (as the CSV download has them)."""
+    if name == "summary":
+        summary = queries.summary(session, period)
+        return summary, SummaryCurrencyRow, list(summary.by_currency)
+    if name == "revenue":
+        revenue = queries.revenue(session, period, parse_granularity(granularity, period))
+        return revenue, RevenueRow, list(revenue.rows)
+    if name == "movement":
+        movement = queries.movement(session, period)
+        return movement, MovementRow, list(movement.rows)
+    if name == "recovery":
+        recovery = queries.recovery(session, period)
+        return recovery, RecoveryRow, [*recovery.rows, *recovery.totals]
+    attribution = queries.attribution(session, period)
+    return attribution, AttributionRow, list(attribution.rows)
 
 
 def _table(columns: list[str], rows: list[BaseModel]) -> str:
