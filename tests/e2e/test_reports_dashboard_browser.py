@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -82,6 +83,10 @@ def test_dashboard_shows_the_figures_and_draws_the_charts_without_errors(
         mrr_series = page.evaluate(
             "() => window.dashboardCharts[0].data.datasets.map(d => [d.label, d.data])"
         )
+        with page.expect_download() as download_info:
+            page.click('a.download[href^="/v1/reports/revenue?"]')
+        download = download_info.value
+        revenue_csv = Path(download.path()).read_text()
         if screenshot := os.environ.get("DASHBOARD_SCREENSHOT"):
             page.screenshot(path=screenshot, full_page=True)
         browser.close()
@@ -92,6 +97,8 @@ def test_dashboard_shows_the_figures_and_draws_the_charts_without_errors(
         "active_pledges": "4", "new_pledges": "1", "cancelled_pledges": "1", "churn_rate": "0.2000",
     }  # fmt: skip
     assert (net, mrr_usd) == ("€6.60", "$10.60")
+    assert download.suggested_filename.startswith("revenue-")
+    assert "2026-10-01,usd,1,1060,0,0,61,0,999" in revenue_csv.splitlines()
     assert [chart["id"] for chart in charts] == ["mrr-chart", "revenue-chart", "recovery-chart"]
     assert all(chart["points"] > 0 and chart["drawn"] for chart in charts)
     # MRR at month end, in major units: the movement report's figures.
