@@ -8,6 +8,7 @@ from billing.body_limit import BodyLimitMiddleware
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.pledges.routes import router as pledges_router
+from billing.reports import install_reports
 from billing.settings import get_settings
 from webhooks.routes import router as webhooks_router
 
@@ -22,6 +23,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(pledges_router)
+    install_reports(app)
     app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(
