@@ -11,7 +11,7 @@ from billing import notifications
 from billing.db import utcnow
 from billing.models import Payment, Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe
-from webhooks import ledger
+from webhooks import ledger, payments
 from webhooks.errors import RetryLater
 from webhooks.ledger import Context
 from webhooks.shapes import invoice_payment_ids, object_id, timestamp
@@ -27,15 +27,15 @@ def subscription_changed(ctx: Context, subscription: dict[str, Any]) -> None:
 
 
 def invoice_paid(ctx: Context, invoice: dict[str, Any]) -> None:
-    ledger.record_invoice_paid(ctx, invoice, ctx.event_at)
+    payments.record_invoice_paid(ctx, invoice, ctx.event_at)
 
 
 def invoice_payment_failed(ctx: Context, invoice: dict[str, Any]) -> None:
-    ledger.record_invoice_failed(ctx, invoice, ctx.event_at, _invoice_decline_code(ctx, invoice))
+    payments.record_invoice_failed(ctx, invoice, ctx.event_at, _invoice_decline_code(ctx, invoice))
 
 
 def invoice_payment_action_required(ctx: Context, invoice: dict[str, Any]) -> None:
-    ledger.record_invoice_failed(ctx, invoice, ctx.event_at, "authentication_required")
+    payments.record_invoice_failed(ctx, invoice, ctx.event_at, "authentication_required")
 
 
 def invoice_payment_paid(ctx: Context, invoice_payment: dict[str, Any]) -> None:
@@ -43,18 +43,18 @@ def invoice_payment_paid(ctx: Context, invoice_payment: dict[str, Any]) -> None:
     invoice_id = object_id(invoice_payment.get("invoice"))
     if invoice_id is None:
         return
-    payment = ledger.locked_payment(ctx.session, stripe_invoice_id=invoice_id)
-    if payment is None or payment.status not in ledger.PAID_STATUSES:
+    payment = payments.locked_payment(ctx.session, stripe_invoice_id=invoice_id)
+    if payment is None or payment.status not in payments.PAID_STATUSES:
         try:
             invoice = ctx.stripe.invoice(invoice_id)
         except NotFoundInStripe:
             raise RetryLater(f"invoice {invoice_id} is not in Stripe yet") from None
         if invoice.get("status") != "paid":
             raise RetryLater(f"invoice {invoice_id} is not paid in Stripe yet")
-        payment = ledger.record_invoice_paid(ctx, invoice, ctx.event_at)
+        payment = payments.record_invoice_paid(ctx, invoice, ctx.event_at)
     if payment is not None:
         paid_with = invoice_payment.get("payment") or {}
-        ledger.attach_stripe_payment(
+        payments.attach_stripe_payment(
             ctx,
             payment,
             object_id(paid_with.get("payment_intent")),
@@ -63,7 +63,7 @@ def invoice_payment_paid(ctx: Context, invoice_payment: dict[str, Any]) -> None:
 
 
 def charge_refunded(ctx: Context, charge: dict[str, Any]) -> None:
-    payment = ledger.payment_for_charge(
+    payment = payments.payment_for_charge(
         ctx, object_id(charge.get("id")), object_id(charge.get("payment_intent"))
     )
     refunds = (charge.get("refunds") or {}).get("data")
@@ -71,18 +71,18 @@ def charge_refunded(ctx: Context, charge: dict[str, Any]) -> None:
         # Current API versions leave the list out of the charge.
         refunds = ctx.stripe.refunds(str(charge["id"]))
     for refund in refunds:
-        ledger.record_refund(ctx, refund, payment)
+        payments.record_refund(ctx, refund, payment)
 
 
 def refund_changed(ctx: Context, refund: dict[str, Any]) -> None:
-    payment = ledger.payment_for_charge(
+    payment = payments.payment_for_charge(
         ctx, object_id(refund.get("charge")), object_id(refund.get("payment_intent"))
     )
-    ledger.record_refund(ctx, refund, payment)
+    payments.record_refund(ctx, refund, payment)
 
 
 def dispute_changed(ctx: Context, dispute: dict[str, Any]) -> None:
-    ledger.record_dispute(ctx, dispute, ctx.event_at)
+    payments.record_dispute(ctx, dispute, ctx.event_at)
 
 
 def customer_updated(ctx: Context, customer: dict[str, Any]) -> None:
@@ -122,7 +122,7 @@ def payment_intent_succeeded(ctx: Context, payment_intent: dict[str, Any]) -> No
     if pledge is None:
         return
     payment = _gift_payment_row(ctx, payment_intent, pledge)
-    if payment.status in ledger.PAID_STATUSES:
+    if payment.status in payments.PAID_STATUSES:
         return
     payment.status, payment.paid_at = "paid", ctx.event_at
     payment.amount_minor = int(
@@ -130,7 +130,7 @@ def payment_intent_succeeded(ctx: Context, payment_intent: dict[str, Any]) -> No
     )
     payment.failure_code = None
     charge_id = object_id(payment_intent.get("latest_charge")) or _first_charge(payment_intent)
-    ledger.attach_stripe_payment(ctx, payment, None, charge_id)
+    payments.attach_stripe_payment(ctx, payment, None, charge_id)
     ctx.changes.append(f"payment {payment.id}: gift paid {payment.amount_minor}")
     if pledge.status == PledgeStatus.PENDING:
         ledger.move_pledge(ctx, pledge, PledgeStatus.ACTIVE, ctx.event_at)
@@ -146,7 +146,7 @@ def payment_intent_failed(ctx: Context, payment_intent: dict[str, Any]) -> None:
     if pledge is None:
         return
     payment = _gift_payment_row(ctx, payment_intent, pledge)
-    if payment.status in ledger.PAID_STATUSES:
+    if payment.status in payments.PAID_STATUSES:
         return
     error = payment_intent.get("last_payment_error") or {}
     payment.status, payment.failed_at = "failed", payment.failed_at or ctx.event_at
@@ -229,7 +229,7 @@ def _gift_payment_row(ctx: Context, payment_intent: dict[str, Any], pledge: Pled
         refunded_minor=0, disputed_minor=0, attempt_count=1,
         created_at=timestamp(payment_intent.get("created")) or now, updated_at=now,
     )  # fmt: skip
-    payment = ledger.locked_payment(ctx.session, stripe_payment_intent_id=intent_id)
+    payment = payments.locked_payment(ctx.session, stripe_payment_intent_id=intent_id)
     assert payment is not None
     return payment
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from billing.db import session_scope, utcnow
 from billing.models import Pledge
 from billing.stripe_gateway import NotFoundInStripe, StripeReader
-from webhooks import ledger
+from webhooks import ledger, payments
 from webhooks.errors import EventRejected
 from webhooks.ledger import Context
 from webhooks.shapes import timestamp
@@ -44,10 +44,10 @@ def _sync_invoice(ctx: Context, invoice: dict[str, Any]) -> None:
     transitions = invoice.get("status_transitions") or {}
     if status == "paid":
         paid_at = timestamp(transitions.get("paid_at")) or timestamp(invoice.get("created"))
-        ledger.record_invoice_paid(ctx, invoice, paid_at or ctx.event_at)
+        payments.record_invoice_paid(ctx, invoice, paid_at or ctx.event_at)
     elif status in ("open", "uncollectible") and int(invoice.get("attempt_count") or 0) > 0:
         created = timestamp(invoice.get("created")) or ctx.event_at
-        ledger.record_invoice_failed(ctx, invoice, created, None)
+        payments.record_invoice_failed(ctx, invoice, created, None)
 
 
 def reconcile(stripe: StripeReader, since: datetime | None = None) -> list[str]:
