@@ -215,3 +215,23 @@ def test_events_arriving_while_the_broker_is_down_are_processed_when_it_returns(
     finally:
         stop(worker)
     assert count(db, Payment) == 3
+
+
+def test_event_about_an_object_not_known_yet_is_retried_until_it_applies(
+    empty_queue: None, test_environment: dict[str, str], client: TestClient, db: Session
+) -> None:
+    sub_id = new_id("sub")
+    paid = event("invoice.paid", invoice(new_id("in"), sub_id, "cus_x"))
+    worker = start_worker({**test_environment, "WEBHOOK_RETRY_BASE_SECONDS": "0.5"})
+    try:
+        post_event(client, paid)
+        wait_until(lambda: stored_event(db, paid["id"]).attempts >= 1, what="a first attempt")
+        assert stored_event(db, paid["id"]).status == "pending"
+        assert "not in Stripe yet" in (stored_event(db, paid["id"]).last_error or "")
+
+        make_pledge(db, subscription_id=sub_id)  # the confirm call commits its pledge
+
+        wait_until(lambda: statuses(db) == ["handled"], what="a retry that applies")
+    finally:
+        stop(worker)
+    assert count(db, Payment) == 1
