@@ -1,6 +1,7 @@
 """The one module that talks to Stripe: pinned API version, our idempotency keys, plain results."""
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -381,25 +382,37 @@ class StripeReader:
             return str(charge["id"])
         return str(charge) if charge else None
 
-    def subscriptions(self, created_since: int | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"status": "all", "limit": 100}
-        if created_since is not None:
-            params["created"] = {"gte": created_since}
-        page = self._gateway._call(self._client.v1.subscriptions.list, params=params)
-        return [item.to_dict() for item in page.auto_paging_iter()]
+    def subscriptions(self) -> Iterator[dict[str, Any]]:
+        """Every subscription in the account, canceled ones too, a page at a time."""
+        page = self._gateway._call(
+            self._client.v1.subscriptions.list, params={"status": "all", "limit": 100}
+        )
+        return self._each(page)
 
-    def invoices(self, subscription_id: str) -> list[dict[str, Any]]:
+    def invoices(self, subscription_id: str) -> Iterator[dict[str, Any]]:
         page = self._gateway._call(
             self._client.v1.invoices.list,
             params={"subscription": subscription_id, "limit": 100},
         )
-        return [item.to_dict() for item in page.auto_paging_iter()]
+        return self._each(page)
 
     def refunds(self, charge_id: str) -> list[dict[str, Any]]:
         page = self._gateway._call(
             self._client.v1.refunds.list, params={"charge": charge_id, "limit": 100}
         )
         return [item.to_dict() for item in page.auto_paging_iter()]
+
+    def _each(self, page: Any) -> Iterator[dict[str, Any]]:
+        """Items across pages, with later pages' errors mapped like every other call."""
+        items = page.auto_paging_iter()
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            except stripe.StripeError as error:
+                raise _gateway_error(error) from error
+            yield item.to_dict()
 
     def _document(self, method: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         document: dict[str, Any] = self._gateway._call(method, *args, **kwargs).to_dict()
