@@ -212,7 +212,10 @@ def apply_subscription_state(
     new_status = status_of(subscription)
     if new_status is None or not may_move(pledge, new_status, at):
         return
-    amount, _currency, _interval, plan_id = subscription_terms(subscription)
+    amount, _currency, interval, plan_id = subscription_terms(subscription)
+    if interval != pledge.interval:
+        ctx.changes.append(f"pledge {pledge.id}: every {pledge.interval} -> every {interval}")
+        pledge.interval = interval
     if amount != pledge.charged_minor:
         # The reader changed the amount (in Stripe): the fee cover is no longer known.
         ctx.changes.append(f"pledge {pledge.id}: amount {pledge.charged_minor} -> {amount}")

@@ -221,6 +221,19 @@ def test_subscription_updated_with_a_new_amount_updates_the_pledge(
     assert reload(db, pledge).charged_minor == 1200
 
 
+def test_subscription_moved_to_yearly_billing_makes_a_yearly_pledge(
+    client: TestClient, db: Session
+) -> None:
+    sub_id = new_id("sub")
+    pledge = make_pledge(db, subscription_id=sub_id, amount=500)
+    yearly = subscription(sub_id, "cus_x", amount=5000, interval="year")
+
+    deliver(client, db, event("customer.subscription.updated", yearly))
+
+    changed = reload(db, pledge)
+    assert (changed.interval, changed.charged_minor) == ("year", 5000)
+
+
 def test_collection_paused_by_the_reader_pauses_the_pledge(client: TestClient, db: Session) -> None:
     sub_id = new_id("sub")
     pledge = make_pledge(db, subscription_id=sub_id)
