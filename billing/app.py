@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from billing import health
 from billing.body_limit import BodyLimitMiddleware
@@ -9,6 +10,7 @@ from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.pledges.routes import router as pledges_router
 from billing.settings import get_settings
+from billing.widget.routes import install_widget
 
 
 def create_app() -> FastAPI:
@@ -26,8 +28,10 @@ def create_app() -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.widget_origins,
         allow_methods=["POST", "GET"],
-        allow_headers=["Content-Type", "Idempotency-Key"],
+        allow_headers=["Content-Type", "Idempotency-Key", "Captcha-Token"],
         max_age=600,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    install_widget(app)
     return app
