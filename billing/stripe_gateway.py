@@ -296,6 +296,15 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise _gateway_error(error) from error
 
+    def card_fingerprint(self, setup_intent_id: str) -> str | None:
+        """The card's fingerprint (the same card gives the same value), None before a card."""
+        payment_method_id = self.retrieve_setup_intent(setup_intent_id).payment_method_id
+        if payment_method_id is None:
+            return None
+        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
+        card = payment_method.card
+        return str(card.fingerprint) if card is not None and card.fingerprint else None
+
 
 def _gateway_error(error: stripe.StripeError) -> Exception:
     if isinstance(error, stripe.CardError):
