@@ -81,7 +81,9 @@ async def guard_pledge_creation(
         try:
             verified = bool(token) and await captcha.verify(settings, token, client_ip(request))
         except captcha.CaptchaUnavailable:
-            raise Refused("Verification is unavailable for a moment. Please try again.", 503)
+            raise Refused(
+                "Verification is unavailable for a moment. Please try again.", 503
+            ) from None
         if not verified:
             raise Refused("Please complete the verification and try again.", 400)
 
