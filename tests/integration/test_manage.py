@@ -332,3 +332,27 @@ def test_erase_stops_a_running_subscription(
     assert fresh(db, pledge).status == "canceled"
     subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
     assert subscription.get("status", "canceled") == "canceled"
+
+
+def test_operators_export_and_erase_a_reader_from_the_command_line(
+    client: TestClient, pledge: Pledge, db: Session
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from billing.cli import app
+
+    runner = CliRunner()
+    exported = runner.invoke(app, ["reader", "export", "READER@example.org"])
+    refused = runner.invoke(app, ["reader", "erase", "reader@example.org"])
+    erased = runner.invoke(app, ["reader", "erase", "reader@example.org", "--yes"])
+    unknown = runner.invoke(app, ["reader", "export", "reader@example.org"])
+
+    assert exported.exit_code == 0
+    assert json.loads(exported.stdout)["pledges"][0]["id"] == str(pledge.id)
+    assert refused.exit_code == 2
+    assert erased.exit_code == 0
+    assert unknown.exit_code == 1
+    db.expire_all()
+    assert db.scalars(select(Reader)).one().erased_at is not None
