@@ -10,6 +10,7 @@ from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
+from billing.reports import install_reports
 from billing.settings import get_settings
 from billing.widget.routes import install_widget
 
@@ -24,6 +25,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(pledges_router)
+    install_reports(app)
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

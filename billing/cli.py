@@ -1,7 +1,6 @@
 """The `pledges` command: run the service, its workers and its maintenance jobs."""
 
 import os
-import subprocess
 import sys
 from typing import Annotated
 
@@ -16,6 +15,12 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for finance staff.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+
+
+def _become(command: list[str]) -> None:
+    """Replace this process with `command`: signals reach Celery itself, no child is orphaned."""
+    sys.stdout.flush()
+    os.execv(command[0], command)  # noqa: S606  (a fixed argv, no shell involved)
 
 
 @app.command()
@@ -50,7 +55,13 @@ def worker(
     ]  # fmt: skip
     if beat:
         command.append("--beat")
-    raise typer.Exit(subprocess.call(command))
+    _become(command)
+
+
+@app.command()
+def beat() -> None:
+    """Run only the periodic scheduler, for deployments that run it apart from the workers."""
+    _become([sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel=INFO"])
 
 
 @db_app.command("upgrade")
@@ -87,11 +98,20 @@ def apikey_create(
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    stripe_port: Annotated[int, typer.Option(help="localstripe port.")] = 8420,
+    smtp_port: Annotated[int, typer.Option(help="Mail catcher port.")] = 8025,
 ) -> None:
     """Everything on this machine: API, worker, beat, localstripe and a mail catcher."""
-    from billing.dev import run_dev
+    from billing.dev import DevPorts, run_dev
 
-    raise typer.Exit(run_dev(port=port, environ=dict(os.environ)))
+    ports = DevPorts(api=port, stripe=stripe_port, smtp=smtp_port)
+    raise typer.Exit(run_dev(ports, environ=dict(os.environ)))
+
+
+# Finance reports and key management live with the reports.
+from billing.reports.commands import register as _register_report_commands  # noqa: E402
+
+_register_report_commands(app, apikey_app)
 
 
 reader_app = typer.Typer(help="Readers' data rights: export and erasure.", no_args_is_help=True)

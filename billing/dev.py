@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -13,22 +14,27 @@ import httpx
 
 from billing.settings import DEV_WEBHOOK_SECRET
 
-LOCALSTRIPE_PORT = 8420
-SMTP_PORT = 8025
 STATE_DIR = Path(".pledges")
 
 
-def dev_environment(environ: dict[str, str], port: int) -> dict[str, str]:
+@dataclass(frozen=True)
+class DevPorts:
+    api: int = 8000
+    stripe: int = 8420
+    smtp: int = 8025
+
+
+def dev_environment(environ: dict[str, str], ports: DevPorts) -> dict[str, str]:
     """The embedded defaults, under whatever the operator already set."""
     env = dict(environ)
     env.setdefault("ENVIRONMENT", "development")
-    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{ports.api}")
     env.setdefault("WIDGET_ORIGINS", env["PUBLIC_URL"])
     if "STRIPE_API_KEY" not in environ:
-        env["STRIPE_API_BASE"] = env.get("STRIPE_API_BASE", f"http://127.0.0.1:{LOCALSTRIPE_PORT}")
+        env["STRIPE_API_BASE"] = env.get("STRIPE_API_BASE", f"http://127.0.0.1:{ports.stripe}")
     if "SMTP_HOST" not in environ:
         env["SMTP_HOST"] = "127.0.0.1"
-        env["SMTP_PORT"] = str(SMTP_PORT)
+        env["SMTP_PORT"] = str(ports.smtp)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -53,9 +59,9 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_dev(port: int, environ: dict[str, str]) -> int:
+def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
     STATE_DIR.mkdir(exist_ok=True)
-    env = dev_environment(environ, port)
+    env = dev_environment(environ, ports)
     python = sys.executable
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -75,9 +81,9 @@ def run_dev(port: int, environ: dict[str, str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if "STRIPE_API_KEY" not in environ:
-            start("-m", "billing.localstripe_server", "--port", str(LOCALSTRIPE_PORT))
+            start("-m", "billing.localstripe_server", "--port", str(ports.stripe))
         if "SMTP_HOST" not in environ:
-            start("-m", "billing.mail_catcher", "--port", str(SMTP_PORT),
+            start("-m", "billing.mail_catcher", "--port", str(ports.smtp),
                   "--folder", str(STATE_DIR / "mail"))  # fmt: skip
         subprocess.run([python, "-m", "billing.cli", "db", "upgrade"], env=env, check=True)
         key = subprocess.run(
@@ -85,11 +91,11 @@ def run_dev(port: int, environ: dict[str, str]) -> int:
              "--name", "pledges dev"],
             env=env, check=True, capture_output=True, text=True,
         ).stdout.strip().splitlines()[-1]  # fmt: skip
-        start("-m", "billing.cli", "serve", "--port", str(port))
+        start("-m", "billing.cli", "serve", "--port", str(ports.api))
         start("-m", "billing.cli", "worker", "--concurrency", "2")
-        wait_for_port(port)
+        wait_for_port(ports.api)
         if "STRIPE_API_KEY" not in environ:
-            wait_for_port(LOCALSTRIPE_PORT)
+            wait_for_port(ports.stripe)
             secret = env.get("STRIPE_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET).split(",")[0]
             register_localstripe_webhook(
                 env["STRIPE_API_BASE"], f"{env['PUBLIC_URL']}/webhooks/stripe", secret
@@ -118,4 +124,4 @@ def run_dev(port: int, environ: dict[str, str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_dev(8000, {}))
+    raise SystemExit(run_dev(DevPorts(), {}))

@@ -2,12 +2,15 @@
 
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from billing.pledges.service import PledgeError
 from billing.stripe_gateway import GatewayError
+
+log = structlog.get_logger()
 
 FIELD_MESSAGES = {
     "amount": "amount must be a whole number of minor units, for example 500 for 5.00.",
@@ -54,7 +57,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.message, detail), status_code=exc.status_code)
 
     @app.exception_handler(GatewayError)
-    async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        log.warning("stripe_unavailable", path=request.url.path, error=str(exc))
         message = "Payments are unavailable for a moment. Please try again."
         return JSONResponse(
             error_body(message, [{"loc": [], "msg": message, "type": "payment_provider"}]),

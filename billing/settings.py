@@ -108,6 +108,20 @@ class Settings(BaseSettings):
             )
         return self
 
+    # Where "a month" and "a day" begin for finance reports (an IANA name such as Europe/Berlin).
+    reporting_timezone: str = "UTC"
+
+    @field_validator("reporting_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"REPORTING_TIMEZONE {value!r} is not an IANA time zone") from error
+        return value
+
     # Where the widget loads Stripe.js; derived from STRIPE_API_BASE (localstripe) when unset.
     stripe_js_url: str | None = None
 

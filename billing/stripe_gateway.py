@@ -255,38 +255,32 @@ class StripeGateway:
         """(client secret, payment status, last error) of a subscription's first invoice.
 
         The one place that differs between Stripe and localstripe: current Stripe exposes the
-        secret as `confirmation_secret` (and no `payment_intent` field), localstripe only as
-        `payment_intent` and refuses to expand the former.
+        PaymentIntent only through `confirmation_secret` (no `payment_intent` field), localstripe
+        only as `payment_intent` and refuses to expand the former.
         """
         try:
             invoice = self._client.v1.invoices.retrieve(
-                invoice_id,
-                params={"expand": ["confirmation_secret", "payments.data.payment.payment_intent"]},
+                invoice_id, params={"expand": ["confirmation_secret"]}
             )
         except stripe.InvalidRequestError:
-            legacy = self._call(
-                self._client.v1.invoices.retrieve,
-                invoice_id,
-                params={"expand": ["payment_intent"]},
+            document = self._call(
+                self._client.v1.invoices.retrieve, invoice_id, params={"expand": ["payment_intent"]}
             ).to_dict()
-            legacy_intent: dict[str, Any] = legacy.get("payment_intent") or {}
-            return (
-                legacy_intent.get("client_secret"),
-                legacy_intent.get("status", "requires_payment_method"),
-                legacy_intent.get("last_payment_error") or {},
-            )
+            intent: dict[str, Any] = document.get("payment_intent") or {}
         except stripe.StripeError as error:
             raise _gateway_error(error) from error
-        document = invoice.to_dict()
-        secret = (document.get("confirmation_secret") or {}).get("client_secret")
-        intent: dict[str, Any] = {}
-        for invoice_payment in (document.get("payments") or {}).get("data", []):
-            candidate = (invoice_payment.get("payment") or {}).get("payment_intent")
-            if isinstance(candidate, dict):
-                intent = candidate
+        else:
+            secret = (invoice.to_dict().get("confirmation_secret") or {}).get("client_secret")
+            if not secret:
+                return None, "requires_payment_method", {}
+            # The secret is "<payment intent id>_secret_<…>".
+            payment_intent_id = secret.split("_secret_")[0]
+            intent = self._call(
+                self._client.v1.payment_intents.retrieve, payment_intent_id
+            ).to_dict()
         return (
-            secret,
-            intent.get("status", "requires_action" if secret else "requires_payment_method"),
+            intent.get("client_secret"),
+            intent.get("status", "requires_payment_method"),
             intent.get("last_payment_error") or {},
         )
 

@@ -18,6 +18,16 @@ _PENDING_KEY = "pledges_tasks_after_commit"
 log = structlog.get_logger()
 
 
+def broker_transport_options(broker_url: str) -> dict[str, Any]:
+    """Redis redelivers an unacked task after the visibility timeout: longer than any task runs.
+
+    Other transports take no such option (kombu's SQLAlchemy one passes them to create_engine).
+    """
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
+
+
 @lru_cache
 def producer() -> Celery:
     settings = get_settings()
@@ -25,7 +35,7 @@ def producer() -> Celery:
     app.conf.update(
         task_default_queue=settings.celery_queue,
         broker_connection_timeout=2,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=broker_transport_options(settings.celery_broker_url),
         # Fail fast when the broker is down: the database row is the durable copy.
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
     )

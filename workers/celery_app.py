@@ -3,6 +3,7 @@
 from celery import Celery
 
 from billing.settings import get_settings
+from billing.task_queue import broker_transport_options
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
 TASK_MODULES: list[str] = []
@@ -22,8 +23,7 @@ def create_celery() -> Celery:
         timezone="UTC",
         enable_utc=True,
         broker_connection_retry_on_startup=True,
-        # Redis redelivers an unacked task after this long; longer than any task may run.
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=broker_transport_options(settings.celery_broker_url),
         beat_schedule={},
     )
     return celery

@@ -5,8 +5,10 @@ from billing.models.dispute import Dispute
 from billing.models.email_outbox import EmailOutbox
 from billing.models.payment import Payment
 from billing.models.pledge import Pledge, PledgeInterval, PledgeStatus
+from billing.models.pledge_history import PledgeHistory
 from billing.models.reader import Reader
 from billing.models.refund import Refund
+from billing.models.revenue_rollup import RevenueRollup
 from billing.models.stripe_event import StripeEvent
 
 __all__ = [
@@ -15,9 +17,11 @@ __all__ = [
     "EmailOutbox",
     "Payment",
     "Pledge",
+    "PledgeHistory",
     "PledgeInterval",
     "PledgeStatus",
     "Reader",
     "Refund",
+    "RevenueRollup",
     "StripeEvent",
 ]

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db import Base, BigIntPK, UTCDateTime, utcnow
@@ -20,6 +20,29 @@ class Payment(Base):
         ),
         Index("ix_payments_paid_at_currency", "paid_at", "currency"),
         Index("ix_payments_status_created_at", "status", "created_at"),
+        Index(
+            "ix_payments_failed_at",
+            "failed_at",
+            postgresql_include=[
+                "currency",
+                "amount_minor",
+                "attempt_count",
+                "status",
+                "paid_at",
+                "next_attempt_at",
+                "pledge_id",
+            ],
+            postgresql_where=text("failed_at IS NOT NULL"),
+        ),
+        # The payments list's order, newest first, and its cursor.
+        Index("ix_payments_created_at_id", "created_at", "id"),
+        # Covers the revenue report so it never reads the table (migration 0004_reports).
+        Index(
+            "ix_payments_revenue",
+            "paid_at",
+            postgresql_include=["currency", "amount_minor", "fee_minor", "status"],
+            postgresql_where=text("paid_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

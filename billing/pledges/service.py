@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 import orjson
+import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -17,6 +18,8 @@ from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
 from billing.settings import Settings
 from billing.stripe_gateway import CardDeclined, ChargeOutcome, StripeGateway
+
+log = structlog.get_logger()
 
 
 class PledgeError(Exception):
@@ -118,6 +121,10 @@ def create_pledge(
     )
     pledge.stripe_setup_intent_id = setup_intent.id
     session.flush()
+    log.info(
+        "pledge_created", pledge_id=str(pledge.id), amount_minor=pledge.amount_minor,
+        currency=currency, interval=pledge.interval, campaign=pledge.campaign,
+    )  # fmt: skip
     return _created(settings, pledge, setup_intent.client_secret)
 
 
@@ -181,6 +188,10 @@ def _charge_first_time(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
 def _apply_outcome(
     gateway: StripeGateway, pledge: Pledge, outcome: ChargeOutcome
 ) -> PledgeConfirmed:
+    log.info(
+        "pledge_confirm", pledge_id=str(pledge.id), outcome=outcome.status,
+        failure_code=outcome.failure_code,
+    )  # fmt: skip
     if outcome.status == "active":
         pledge.status = PledgeStatus.ACTIVE
         pledge.activated_at = pledge.activated_at or utcnow()

@@ -98,7 +98,9 @@ def live_server(
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API allows one running instance per thread, and other browser
+# tests start their own.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(

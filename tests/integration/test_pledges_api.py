@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.models import Pledge, Reader
-from tests.conftest import BrowserStripe
+from tests.conftest import BrowserStripe, free_port
 
 VISA = "4242424242424242"
 DECLINED_ON_SETUP = "4000000000000002"
@@ -410,3 +410,51 @@ def test_minimum_and_currencies_are_configurable(
     assert too_small.status_code == 422 and "€5.00" in too_small.json()["message"]
     assert usd.status_code == 422 and "Choose one of SEK, EUR" in usd.json()["message"]
     assert sek.status_code == 201 and sek.json()["currency"] == "sek"
+
+
+def test_concurrent_confirms_start_one_subscription(
+    client: TestClient, browser_stripe: BrowserStripe, stripe_api: httpx.Client, db: Session
+) -> None:
+    created = client.post("/v1/pledges", json=pledge_body()).json()
+    browser_stripe.confirm_card_setup(created["client_secret"], VISA)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        confirm = f"/v1/pledges/{created['id']}/confirm"
+        responses = list(pool.map(lambda _: client.post(confirm), range(4)))
+
+    assert [r.json()["status"] for r in responses] == ["active"] * 4
+    pledge = db.get(Pledge, uuid.UUID(created["id"]))
+    assert pledge is not None
+    subscriptions = stripe_api.get(
+        "/v1/subscriptions", params={"customer": pledge.stripe_customer_id}
+    ).json()["data"]
+    assert len(subscriptions) == 1
+
+
+def test_stripe_unreachable_is_a_503_that_leaves_nothing_behind(
+    client: TestClient, db: Session, test_environment: dict[str, str]
+) -> None:
+    from billing.settings import Settings
+    from billing.stripe_gateway import StripeGateway, get_gateway
+
+    unreachable = Settings(**{  # type: ignore[arg-type]
+        "stripe_api_key": test_environment["STRIPE_API_KEY"],
+        "stripe_api_base": f"http://127.0.0.1:{free_port()}",
+    })  # fmt: skip
+    client.app.dependency_overrides[get_gateway] = lambda: StripeGateway(unreachable)  # type: ignore[attr-defined]
+    try:
+        response = client.post(
+            "/v1/pledges", json=pledge_body(), headers={"Idempotency-Key": "outage-1"}
+        )
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "try again" in response.json()["message"]
+    assert count(db, Pledge) == 0 and count(db, Reader) == 0
+
+    retried = client.post(
+        "/v1/pledges", json=pledge_body(), headers={"Idempotency-Key": "outage-1"}
+    )
+    assert retried.status_code == 201

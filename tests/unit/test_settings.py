@@ -1,0 +1,60 @@
+"""Settings fail fast: placeholders only in development, lists from comma-separated values."""
+
+import pytest
+from pydantic import ValidationError
+
+from billing.settings import Settings
+
+REAL = {
+    "stripe_api_key": "sk_live_abc",
+    "stripe_publishable_key": "pk_live_abc",
+    "stripe_webhook_secret": "whsec_abc",
+}
+
+
+def test_development_runs_on_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+    settings = Settings(_env_file=None)
+
+    assert settings.environment == "development"
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.currencies == ["eur", "usd", "gbp"]
+
+
+@pytest.mark.parametrize(
+    "missing", ["stripe_api_key", "stripe_publishable_key", "stripe_webhook_secret"]
+)
+def test_production_refuses_placeholder_secrets(missing: str) -> None:
+    values = {**REAL, missing: ""}
+
+    with pytest.raises(ValidationError, match=missing.upper()):
+        Settings(_env_file=None, environment="production", **values)
+
+
+def test_comma_separated_values_become_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new")
+    monkeypatch.setenv("WIDGET_ORIGINS", "https://a.example,https://b.example")
+    monkeypatch.setenv("CURRENCIES", "EUR,sek")
+
+    settings = Settings(_env_file=None, environment="production", stripe_api_key="sk_live_x",
+                        stripe_publishable_key="pk_live_x")  # fmt: skip
+
+    assert [s.get_secret_value() for s in settings.stripe_webhook_secret] == [
+        "whsec_old",
+        "whsec_new",
+    ]
+    assert settings.widget_origins == ["https://a.example", "https://b.example"]
+    assert settings.currencies == ["eur", "sek"]
+
+
+def test_unknown_currency_code_is_refused_at_start_up() -> None:
+    with pytest.raises(ValidationError, match="unknown currency codes: xyz"):
+        Settings(_env_file=None, currencies="eur,xyz")
+
+
+def test_secrets_do_not_show_in_the_settings_repr() -> None:
+    settings = Settings(_env_file=None, environment="production", **REAL)
+
+    assert "sk_live_abc" not in repr(settings) and "whsec_abc" not in repr(settings)
