@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     def _widget_and_abuse_settings(self) -> "Settings":
         from limits import parse
 
-        if self.stripe_js_url is None:
+        if not self.stripe_js_url:
             self.stripe_js_url = (
                 f"{self.stripe_api_base.rstrip('/')}/js.stripe.com/v3/"
                 if self.stripe_api_base
