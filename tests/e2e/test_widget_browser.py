@@ -14,6 +14,7 @@ pytestmark = pytest.mark.browser
 VISA = "4242424242424242"
 DECLINED_ON_SETUP = "4000000000000002"
 THREE_DS_ALWAYS = "4000002760003184"
+THREE_DS_ON_SETUP = "4000002500003155"
 
 
 def fill_card(page: Page, number: str) -> None:
@@ -50,6 +51,8 @@ def test_reader_pledges_monthly_with_a_card_and_sees_the_thank_you(
 
     expect(page.get_by_role("heading", name="Thank you!")).to_be_visible()
     expect(page.locator(".rp-thanks")).to_contain_text("€10 a month")
+    # Nothing sticks out sideways on a phone-sized screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     [pledge] = pledges(db)
     assert (pledge.status, pledge.amount_minor, pledge.currency, pledge.interval) == (
         "active", 1000, "eur", "month",
@@ -201,3 +204,36 @@ def test_keyboard_only_pledge(page: Page, live_server: str, db: Session) -> None
     expect(page.locator(".rp-thanks")).to_be_focused()
     [pledge] = pledges(db)
     assert (pledge.interval, pledge.amount_minor, pledge.fee_cover_minor) == ("year", 1000, 61)
+
+
+def test_failed_3d_secure_on_the_card_then_another_card_goes_through(
+    page: Page, live_server: str, db: Session
+) -> None:
+    open_widget(page, f"{live_server}/demo")
+    page.get_by_label("Email").fill("retry@example.org")
+    fill_card(page, THREE_DS_ON_SETUP)
+    page.locator(".rp-submit").click()
+    page.get_by_role("button", name="Fail authentication").click()
+
+    expect(page.get_by_role("alert")).to_have_text(
+        "Your bank could not confirm the payment. Please try again or use another card."
+    )
+    fill_card(page, VISA)
+    page.locator(".rp-submit").click()
+
+    expect(page.get_by_role("heading", name="Thank you!")).to_be_visible()
+    assert sorted(p.status for p in pledges(db)) == ["active", "pending"]
+
+
+def test_form_fits_a_phone_screen_and_every_field_has_a_label(page: Page, live_server: str) -> None:
+    open_widget(page, f"{live_server}/demo")
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    unlabeled = page.evaluate(
+        """[...document.querySelectorAll('.rp-form input, .rp-form select')]
+            .filter(e => !e.closest('.rp-hp') && !e.closest('.rp-card'))
+            .filter(e => !e.labels.length && !e.getAttribute('aria-label'))
+            .map(e => e.name)"""
+    )
+    assert unlabeled == []
+    expect(page.locator(".rp-status")).to_have_attribute("aria-live", "polite")

@@ -188,7 +188,12 @@
     created.then(function (p) {
       return stripe.confirmCardSetup(p.secret, { payment_method: { card: card,
         billing_details: { email: body.email, name: body.name } } }).then(function (result) {
-        if (result.error) throw new Error(stripeMessage(result.error));
+        if (result.error) {
+          // A declined card may be replaced on the same SetupIntent; after anything else
+          // (a failed 3-D Secure cancels it on some Stripes) the next try starts afresh.
+          if (result.error.code !== "card_declined") pending = null;
+          throw new Error(stripeMessage(result.error));
+        }
         return api("/v1/pledges/" + p.id + "/confirm", {});
       });
     }).then(function (confirmed) {
