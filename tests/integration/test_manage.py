@@ -356,3 +356,24 @@ def test_operators_export_and_erase_a_reader_from_the_command_line(
     assert unknown.exit_code == 1
     db.expire_all()
     assert db.scalars(select(Reader)).one().erased_at is not None
+
+
+def test_manage_tokens_never_reach_the_access_log(
+    client: TestClient, pledge: Pledge, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    token = manage_token(pledge.id)
+    access = logging.getLogger("uvicorn.access")
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        # The shape uvicorn logs each request in.
+        access.info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000", "GET", f"/manage/{token}/export?x=1", "1.1", 200,
+        )  # fmt: skip
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", "/manage/link", "1.1", 200)
+
+    assert token not in caplog.text
+    assert "/manage/[token]/export?x=1" in caplog.text
+    assert "/manage/link" in caplog.text
