@@ -323,10 +323,13 @@
     });
   }
 
+  // Served by the API, widget.js names Stripe.js up front: fetch it beside the config.
+  var early = window.ReaderPledges && window.ReaderPledges.stripeJs;
+  var stripeLoaded = early ? loadScript(early) : null;
   api("/v1/widget/config").then(function (result) {
     config = result;
     config.currencies.forEach(function (c) { currencies[c.code] = c; });
-    return loadScript(config.stripe_js_url);
+    return stripeLoaded || loadScript(config.stripe_js_url);
   }).then(function () {
     stripe = window.Stripe(config.publishable_key, { locale: locale });
     render();
