@@ -49,9 +49,14 @@ class Limits:
         }
         self._declines = parse(settings.decline_limit)
 
-    def attempt(self, scope: Scope, value: str) -> Exceeded | None:
-        """Count one attempt by this IP, email or card; Exceeded once it is over its limit."""
-        return self._check("rate_limit", self._attempts[scope], scope, value, count=True)
+    def attempt(self, scope: Scope, value: str, purpose: str = "pledge") -> Exceeded | None:
+        """Count one attempt by this IP, email or card; Exceeded once it is over its limit.
+
+        Each purpose ("pledge", "manage_link") counts apart, so asking for links never blocks
+        pledging.
+        """
+        item = self._attempts[scope]
+        return self._check("rate_limit", item, scope, value, count=True, purpose=purpose)
 
     def declines_exhausted(self, scope: Scope, value: str) -> Exceeded | None:
         """Exceeded while this source has had too many declines recently (counts nothing)."""
@@ -69,8 +74,9 @@ class Limits:
         *,
         count: bool,
         quiet: bool = False,
+        purpose: str = "pledge",
     ) -> Exceeded | None:
-        key = (reason, scope, _hashed(value))
+        key = (reason, purpose, scope, _hashed(value))
         try:
             allowed = self._limiter.hit(item, *key) if count else self._limiter.test(item, *key)
             if allowed or quiet:
@@ -79,5 +85,8 @@ class Limits:
         except Exception as error:  # Redis is down: let readers through rather than lose pledges
             log.warning("rate_limit_unavailable", error=type(error).__name__)
             return None
-        log.warning("abuse_refused", reason=reason, scope=scope, limit=str(item), key=key[2][:12])
+        log.warning(
+            "abuse_refused", reason=reason, purpose=purpose, scope=scope, limit=str(item),
+            key=key[3][:12],
+        )  # fmt: skip
         return Exceeded(reason, scope, str(item), max(1, int(reset_at - time.time())))

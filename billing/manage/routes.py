@@ -116,7 +116,9 @@ def request_link(
     if not EMAIL_SHAPE.match(email.strip()):
         return _page(request, "request_link.html", {"message": "Enter a valid email address."}, 422)
     limits = Limits(settings)
-    if limits.attempt("ip", client_ip(request)) or limits.attempt("email", email):
+    if limits.attempt("ip", client_ip(request), "manage_link") or limits.attempt(
+        "email", email, "manage_link"
+    ):
         return _page(
             request,
             "request_link.html",

@@ -377,3 +377,14 @@ def test_manage_tokens_never_reach_the_access_log(
     assert token not in caplog.text
     assert "/manage/[token]/export?x=1" in caplog.text
     assert "/manage/link" in caplog.text
+
+
+def test_asking_for_links_does_not_use_up_the_pledge_limit(client: TestClient, db: Session) -> None:
+    for _ in range(5):
+        client.post("/manage/link", data={"email": "both@example.org"})
+
+    pledged = client.post(
+        "/v1/pledges", json={"email": "both@example.org", "amount": 500, "currency": "eur"}
+    )
+
+    assert pledged.status_code == 201
