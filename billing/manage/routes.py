@@ -15,6 +15,7 @@ from billing.abuse.guards import client_ip
 from billing.abuse.limiter import Limits
 from billing.dependencies import get_session
 from billing.manage import data_rights, service
+from billing.manage.strings import request_locale, strings_for
 from billing.models import Pledge, Reader
 from billing.money import CURRENCY_EXPONENTS, format_money, minor_per_major
 from billing.pledges.service import PledgeError
@@ -35,17 +36,16 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
     "X-Robots-Tag": "noindex",
 }
-DONE_MESSAGES = {
-    "amount": "Your pledge was changed. A confirmation is on its way.",
-    "cancel": "Your pledge was cancelled. A confirmation is on its way.",
-    "pause": "Your pledge is paused for a month. A confirmation is on its way.",
-}
-LINK_SENT = "If we hold a pledge for that address, we have sent a link to it."
-INVALID_LINK = "This link is not valid or has expired. Enter your email to get a new one."
+DONE = ("amount", "cancel", "pause")
+INVALID_LINK = strings_for("en")["invalid_link"]
 EMAIL_SHAPE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 
 
-def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+def _page(
+    request: Request, name: str, context: dict[str, Any], status: int = 200, lang: str = ""
+) -> Response:
+    lang = lang or request_locale(request)
+    context = {"t": strings_for(lang), "lang": lang, **context}
     return templates.TemplateResponse(
         request, name, context, status_code=status, headers=PAGE_HEADERS
     )
@@ -59,7 +59,8 @@ def _pledge_for(
 
 
 def _invalid_link(request: Request) -> Response:
-    return _page(request, "request_link.html", {"message": INVALID_LINK}, status=404)
+    message = strings_for(request_locale(request))["invalid_link"]
+    return _page(request, "request_link.html", {"message": message}, status=404)
 
 
 def amount_from_text(text: str, currency: str) -> int | None:
@@ -95,9 +96,8 @@ def _manage_page(
         "notice": notice,
         "stripe_js_url": settings.stripe_js_url,
         "publishable_key": settings.stripe_publishable_key,
-        "lang": pledge.locale,
     }
-    return _page(request, "manage.html", context, status=status)
+    return _page(request, "manage.html", context, status=status, lang=pledge.locale)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -113,21 +113,17 @@ def request_link(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> Response:
     """Answers the same whether or not the address is known, so it reveals nothing."""
+    words = strings_for(request_locale(request))
     if not EMAIL_SHAPE.match(email.strip()):
-        return _page(request, "request_link.html", {"message": "Enter a valid email address."}, 422)
+        return _page(request, "request_link.html", {"message": words["bad_email"]}, 422)
     limits = Limits(settings)
     if limits.attempt("ip", client_ip(request), "manage_link") or limits.attempt(
         "email", email, "manage_link"
     ):
-        return _page(
-            request,
-            "request_link.html",
-            {"message": "Too many requests. Please try again later."},
-            429,
-        )
+        return _page(request, "request_link.html", {"message": words["too_many"]}, 429)
     service.request_links(session, email)
     session.commit()
-    return _page(request, "request_link.html", {"message": LINK_SENT, "sent": True})
+    return _page(request, "request_link.html", {"message": words["link_sent"], "sent": True})
 
 
 @router.get("/{token}", response_class=HTMLResponse)
@@ -141,9 +137,8 @@ def manage_page(
     found = _pledge_for(session, token)
     if found is None:
         return _invalid_link(request)
-    return _manage_page(
-        request, session, settings, token, found[0], notice=DONE_MESSAGES.get(done or "")
-    )
+    notice = strings_for(found[0].locale)[f"done_{done}"] if done in DONE else None
+    return _manage_page(request, session, settings, token, found[0], notice=notice)
 
 
 def _run_change(
@@ -308,6 +303,7 @@ def erase(
     if confirm != "erase":
         message = "Tick the box to confirm that we should erase your data."
         return _manage_page(request, session, settings, token, found[0], error=message, status=422)
+    lang = found[0].locale
     data_rights.erase_reader(session, gateway, found[1])
     session.commit()
-    return _page(request, "erased.html", {})
+    return _page(request, "erased.html", {}, lang=lang)

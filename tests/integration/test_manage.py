@@ -388,3 +388,20 @@ def test_asking_for_links_does_not_use_up_the_pledge_limit(client: TestClient, d
     )
 
     assert pledged.status_code == 201
+
+
+def test_manage_page_speaks_the_readers_language(
+    client: TestClient, browser_stripe: BrowserStripe
+) -> None:
+    russian = active_pledge(client, browser_stripe, email="ru@example.org", locale="ru")
+    token = manage_token(russian.id)
+
+    page = client.get(f"/manage/{token}")
+    client.post(f"/manage/{token}/cancel")
+    canceled = client.get(f"/manage/{token}?done=cancel")
+    request_form = client.get("/manage", headers={"Accept-Language": "ru-RU,ru;q=0.9"})
+
+    assert '<html lang="ru">' in page.text
+    assert "Ваша поддержка" in page.text and "5,00\xa0€ в месяц" in page.text
+    assert "Поддержка отменена." in canceled.text
+    assert "Прислать ссылку" in request_form.text
