@@ -237,3 +237,19 @@ def test_form_fits_a_phone_screen_and_every_field_has_a_label(page: Page, live_s
     )
     assert unlabeled == []
     expect(page.locator(".rp-status")).to_have_attribute("aria-live", "polite")
+
+
+def test_reader_over_the_limit_is_told_to_wait_in_their_language(
+    page: Page, allowed_site: ArticleSite, live_server: str, db: Session
+) -> None:
+    body = {"email": "busy@example.org", "amount": 500, "currency": "eur"}
+    statuses = {httpx.post(f"{live_server}/v1/pledges", json=body).status_code for _ in range(5)}
+    assert statuses == {201}
+
+    open_widget(page, allowed_site.url(locale="ru"))
+    page.get_by_label("Эл. почта").fill("busy@example.org")
+    fill_card(page, VISA)
+    page.locator(".rp-submit").click()
+
+    expect(page.get_by_role("alert")).to_have_text("Слишком много попыток. Попробуйте позже.")
+    assert len(pledges(db)) == 5

@@ -20,7 +20,7 @@
       auth: "Your bank could not confirm the payment. Please try again or use another card.",
       network: "We could not reach the payment service. Please try again.", unavailable: "Pledges are not available on this site.",
       thanks: "Thank you!", thanksText: "Your pledge of {amount} is active. A receipt is on its way to {email}.",
-      website: "Leave this field empty"
+      website: "Leave this field empty", tooMany: "Too many attempts. Please try again later."
     },
     ru: {
       title: "Поддержите нашу журналистику", appeal: "Независимую журналистику оплачивают читатели. Поддержите нас ежемесячно — от 2.",
@@ -34,7 +34,7 @@
       auth: "Банк не подтвердил платёж. Попробуйте ещё раз или используйте другую карту.",
       network: "Платёжный сервис недоступен. Попробуйте ещё раз.", unavailable: "Поддержка недоступна на этом сайте.",
       thanks: "Спасибо!", thanksText: "Ваша поддержка на {amount} оформлена. Квитанция придёт на {email}.",
-      website: "Оставьте это поле пустым"
+      website: "Оставьте это поле пустым", tooMany: "Слишком много попыток. Попробуйте позже."
     }
   };
   var lang = (opts.locale || document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
@@ -77,6 +77,7 @@
       body: body === undefined ? undefined : JSON.stringify(body)
     }).catch(function () { throw new Error(S.network); }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (json) {
+        if (response.status === 429) throw new Error(S.tooMany);
         if (!response.ok) throw new Error(json.message || S.network);
         return json;
       });
