@@ -30,6 +30,10 @@ PERSONAL_KEYS = frozenset(
      "customer_phone", "customer_address", "customer_shipping", "billing_details",
      "receipt_email", "description"}
 )  # fmt: skip
+RUNNING_OR_STARTING = frozenset(
+    {PledgeStatus.ACTIVE, PledgeStatus.PAST_DUE, PledgeStatus.PAUSED, PledgeStatus.PENDING}
+)
+UNSENT = ("pending", "sending", "failed")
 # The ledger's own references and secrets are not the reader's data.
 PRIVATE_PLEDGE_FIELDS = frozenset({"idempotency_key", "request_fingerprint"})
 
@@ -85,40 +89,31 @@ def export_reader(session: Session, reader: Reader) -> dict[str, Any]:
 def erase_reader(session: Session, gateway: StripeGateway, reader: Reader) -> None:
     """Stop running pledges, delete the Stripe customer, anonymise every row that names them."""
     email, name = reader.email, reader.name
+    anonymous = f"erased+{reader.id}@invalid"
     pledges = list(session.scalars(select(Pledge).where(Pledge.reader_id == reader.id)))
     for pledge in pledges:
-        if pledge.stripe_subscription_id and pledge.status in (
-            PledgeStatus.ACTIVE, PledgeStatus.PAST_DUE, PledgeStatus.PAUSED, PledgeStatus.PENDING,
-        ):  # fmt: skip
+        if pledge.stripe_subscription_id and pledge.status in RUNNING_OR_STARTING:
             gateway.cancel_subscription(pledge.stripe_subscription_id)
-            pledge.status = (
-                PledgeStatus.CANCELED
-                if pledge.status != PledgeStatus.PENDING
-                else (PledgeStatus.FAILED)
-            )
+            # A subscription that never got paid ends as failed, a paying one as canceled.
+            started = pledge.status != PledgeStatus.PENDING
+            pledge.status = PledgeStatus.CANCELED if started else PledgeStatus.FAILED
             pledge.canceled_at = pledge.canceled_at or utcnow()
-        pledge.cancel_reason = None
+        pledge.cancel_reason = None  # free text the reader typed
         pledge.request_fingerprint = None
     if reader.stripe_customer_id:
         gateway.delete_customer(reader.stripe_customer_id)
     session.execute(
         update(EmailOutbox)
-        .where(EmailOutbox.to_email == email)
-        .values(
-            to_email=f"erased+{reader.id}@invalid",
-            context={},
-            status="canceled",
-            last_error=None,
-        )
-        .where(EmailOutbox.status.in_(("pending", "failed", "sending")))
+        .where(EmailOutbox.to_email == email, EmailOutbox.status.in_(UNSENT))
+        .values(status="canceled")
     )
     session.execute(
         update(EmailOutbox)
         .where(EmailOutbox.to_email == email)
-        .values(to_email=f"erased+{reader.id}@invalid", context={})
+        .values(to_email=anonymous, context={}, last_error=None)
     )
     _scrub_events(session, [email, reader.stripe_customer_id or ""], {email, name or ""})
-    reader.email = f"erased+{reader.id}@invalid"
+    reader.email = anonymous
     reader.name = None
     reader.erased_at = utcnow()
     session.flush()

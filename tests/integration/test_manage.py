@@ -1,6 +1,9 @@
 """The manage page behind a signed link: amount, card, cancel, link re-request, export, erase."""
 
+import copy
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.models import EmailOutbox, Pledge, Reader
+from billing.models import EmailOutbox, Pledge, Reader, StripeEvent
 from billing.reader_links import manage_token
 from tests.conftest import BrowserStripe
 
@@ -318,6 +321,7 @@ def test_erase_anonymises_the_reader_stops_the_pledge_and_keeps_the_ledger(
     after = fresh(db, pledge)
     assert after.amount_minor == 500 and after.cancel_reason is None
     assert all(m.to_email == reader.email and m.context == {} for m in outbox(db))
+    assert [m.status for m in outbox(db)] == ["canceled"]  # the unsent cancellation
     assert stripe_api.get(f"/v1/customers/{pledge.stripe_customer_id}").status_code == 404
     assert client.get(f"/manage/{token}").status_code == 404
     again = client.post("/manage/link", data={"email": "reader@example.org"})
@@ -405,3 +409,35 @@ def test_manage_page_speaks_the_readers_language(
     assert "Ваша поддержка" in page.text and "5,00\xa0€ в месяц" in page.text
     assert "Поддержка отменена." in canceled.text
     assert "Прислать ссылку" in request_form.text
+
+
+FIXTURES = json.loads(
+    (Path(__file__).resolve().parents[3] / "shared" / "stripe" / "fixtures3.json").read_text()
+)["resources"]
+
+
+def test_erase_scrubs_names_and_emails_from_stored_webhook_events(
+    client: TestClient, pledge: Pledge, db: Session
+) -> None:
+    invoice = copy.deepcopy(FIXTURES["invoice"])
+    invoice.update(
+        customer=pledge.stripe_customer_id, customer_email="reader@example.org",
+        customer_name="Ada Reader", amount_paid=500,
+    )  # fmt: skip
+    event = copy.deepcopy(FIXTURES["event"])
+    event.update(id="evt_erase_1", type="invoice.paid", data={"object": invoice})
+    db.add(
+        StripeEvent(
+            stripe_event_id=event["id"], type=event["type"], payload=event,
+            stripe_created_at=pledge.created_at, status="handled",
+        )
+    )  # fmt: skip
+    db.commit()
+
+    client.post(f"/manage/{manage_token(pledge.id)}/erase", data={"confirm": "erase"})
+
+    db.expire_all()
+    stored = db.scalars(select(StripeEvent)).one().payload["data"]["object"]
+    assert stored["customer_email"] == stored["customer_name"] == "[erased]"
+    assert stored["customer"] == pledge.stripe_customer_id and stored["amount_paid"] == 500
+    assert "reader@example.org" not in json.dumps(stored)
