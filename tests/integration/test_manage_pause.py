@@ -46,11 +46,14 @@ class PausableStripe:
 @pytest.fixture
 def pausable(client: TestClient) -> Iterator[PausableStripe]:
     stripe = PausableStripe()
-    for url in serve(stripe):  # type: ignore[arg-type]
-        gateway = StripeGateway(Settings(stripe_api_key="sk_test_x", stripe_api_base=url))
-        client.app.dependency_overrides[get_gateway] = lambda: gateway  # type: ignore[attr-defined]
+    server = serve(stripe)  # type: ignore[arg-type]
+    gateway = StripeGateway(Settings(stripe_api_key="sk_test_x", stripe_api_base=next(server)))
+    client.app.dependency_overrides[get_gateway] = lambda: gateway  # type: ignore[attr-defined]
+    try:
         yield stripe
+    finally:
         client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+        server.close()  # runs serve's cleanup
 
 
 def active_pledge(db: Session, **fields: Any) -> Pledge:
