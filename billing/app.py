@@ -2,14 +2,18 @@
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from billing import health
 from billing.body_limit import BodyLimitMiddleware
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
+from billing.manage.access_log import redact_manage_tokens
+from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
+from billing.widget.routes import install_widget
 from webhooks.routes import router as webhooks_router
 
 
@@ -30,8 +34,12 @@ def create_app() -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.widget_origins,
         allow_methods=["POST", "GET"],
-        allow_headers=["Content-Type", "Idempotency-Key"],
+        allow_headers=["Content-Type", "Idempotency-Key", "Captcha-Token"],
         max_age=600,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    install_widget(app)
+    app.include_router(manage_router)
+    redact_manage_tokens()
     return app

@@ -207,5 +207,49 @@ def import_subscriptions() -> None:
     typer.echo(f"{len(changes)} change(s)" if changes else "nothing to import")
 
 
+reader_app = typer.Typer(help="Readers' data rights: export and erasure.", no_args_is_help=True)
+app.add_typer(reader_app, name="reader")
+
+
+@reader_app.command("export")
+def reader_export(email: Annotated[str, typer.Argument(help="The reader's address.")]) -> None:
+    """Print everything held about EMAIL as JSON."""
+    import orjson
+
+    from billing.db import session_scope
+    from billing.manage.data_rights import export_reader, find_reader
+
+    with session_scope() as session:
+        reader = find_reader(session, email)
+        if reader is None:
+            typer.echo(f"no reader with the address {email}", err=True)
+            raise typer.Exit(1)
+        typer.echo(orjson.dumps(export_reader(session, reader), option=orjson.OPT_INDENT_2))
+
+
+@reader_app.command("erase")
+def reader_erase(
+    email: Annotated[str, typer.Argument(help="The reader's address.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm; nothing happens without it.")
+    ] = False,
+) -> None:
+    """Stop EMAIL's pledges and anonymise them; payment records stay, anonymised."""
+    from billing.db import session_scope
+    from billing.manage.data_rights import erase_reader, find_reader
+    from billing.stripe_gateway import get_gateway
+
+    if not yes:
+        typer.echo("erasure cannot be undone; run again with --yes to confirm", err=True)
+        raise typer.Exit(2)
+    with session_scope() as session:
+        reader = find_reader(session, email)
+        if reader is None:
+            typer.echo(f"no reader with the address {email}", err=True)
+            raise typer.Exit(1)
+        erase_reader(session, get_gateway(), reader)
+    typer.echo(f"erased the reader who had the address {email}")
+
+
 if __name__ == "__main__":
     app()

@@ -103,6 +103,7 @@ def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
         print(
             f"\nReader Pledges is running:\n"
             f"  API          {env['PUBLIC_URL']}  (OpenAPI docs at /docs)\n"
+            f"  Demo article {env['PUBLIC_URL']}/demo  (the support widget on an article)\n"
             f"  Stripe       {env.get('STRIPE_API_BASE', 'api.stripe.com')}\n"
             f"  Mail         {env['SMTP_HOST']}:{env.get('SMTP_PORT', '25')}"
             f"  (caught mails in {STATE_DIR / 'mail'})\n"

@@ -128,6 +128,54 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_retry_base_seconds: float = Field(default=10, ge=0)
     webhook_sweep_after_seconds: int = Field(default=60, ge=0)
+    # Where the widget loads Stripe.js; derived from STRIPE_API_BASE (localstripe) when unset.
+    stripe_js_url: str | None = None
+
+    # Signs the manage links in readers' emails; changing it invalidates every link sent.
+    reader_link_secret: SecretStr = SecretStr("changeme")
+    reader_link_max_age_days: int = Field(default=60, ge=1)
+
+    # Abuse defences for the pledge form, in the `limits` notation ("20/hour", "5 per minute").
+    rate_limit_per_ip: str = "20/hour"
+    rate_limit_per_email: str = "5/hour"
+    rate_limit_per_card: str = "5/hour"
+    # Declines one IP, email or card may collect; past it that source is refused until the
+    # window ends.
+    decline_limit: str = "3/hour"
+    rate_limit_key_prefix: str = "pledges-limits"
+    captcha_provider: Literal["none", "turnstile", "hcaptcha"] = "none"
+    captcha_site_key: str | None = None
+    captcha_secret: SecretStr | None = None
+    # Defaults to the provider's siteverify endpoint.
+    captcha_verify_url: str | None = None
+
+    @model_validator(mode="after")
+    def _widget_and_abuse_settings(self) -> "Settings":
+        from limits import parse
+
+        if not self.stripe_js_url:
+            self.stripe_js_url = (
+                f"{self.stripe_api_base.rstrip('/')}/js.stripe.com/v3/"
+                if self.stripe_api_base
+                else "https://js.stripe.com/v3/"
+            )
+        for name in ("rate_limit_per_ip", "rate_limit_per_email", "rate_limit_per_card",
+                     "decline_limit"):  # fmt: skip
+            try:
+                parse(getattr(self, name))
+            except ValueError:
+                raise ValueError(f"{name.upper()} must read like '20/hour'") from None
+        if self.captcha_provider != "none" and not (self.captcha_site_key and self.captcha_secret):
+            raise ValueError("CAPTCHA_SITE_KEY and CAPTCHA_SECRET are required with a captcha")
+        if (
+            self.environment != "development"
+            and self.reader_link_secret.get_secret_value() in PLACEHOLDER_SECRETS
+        ):
+            raise ValueError(
+                "READER_LINK_SECRET must be set to a real value when ENVIRONMENT="
+                f"{self.environment} (placeholders are only accepted in development)"
+            )
+        return self
 
 
 @lru_cache

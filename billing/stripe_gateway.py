@@ -291,6 +291,70 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise _gateway_error(error) from error
 
+    def card_fingerprint(self, setup_intent_id: str) -> str | None:
+        """The card's fingerprint (the same card gives the same value), None before a card."""
+        payment_method_id = self.retrieve_setup_intent(setup_intent_id).payment_method_id
+        if payment_method_id is None:
+            return None
+        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
+        card = payment_method.card
+        return str(card.fingerprint) if card is not None and card.fingerprint else None
+
+    def switch_plan(self, *, subscription_id: str, plan_id: str, change_id: str) -> None:
+        """Move the subscription's one item to another Plan (a new amount or interval)."""
+        subscription = self._call(self._client.v1.subscriptions.retrieve, subscription_id)
+        item_id = subscription["items"].data[0].id
+        self._call(
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            params={"items": [{"id": item_id, "plan": plan_id}]},
+            options={"idempotency_key": f"subscription:{subscription_id}:change:{change_id}"},
+        )
+
+    def pause_collection(self, *, subscription_id: str, resumes_at: int) -> None:
+        """Skip invoices until `resumes_at` (epoch seconds); Stripe resumes by itself."""
+        self._call(
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            params={"pause_collection": {"behavior": "void", "resumes_at": resumes_at}},
+        )
+
+    def create_card_update_intent(
+        self, *, customer_id: str, pledge_id: str, attempt_id: str
+    ) -> SetupIntentState:
+        setup_intent = self._call(
+            self._client.v1.setup_intents.create,
+            params={
+                "customer": customer_id,
+                "payment_method_types": ["card"],
+                "usage": "off_session",
+                "metadata": {"pledge_id": pledge_id, "purpose": "card_update"},
+            },
+            options={"idempotency_key": f"pledge:{pledge_id}:card_update:{attempt_id}"},
+        )
+        return _setup_intent_state(setup_intent)
+
+    def setup_intent_owner(self, setup_intent_id: str) -> tuple[str | None, str | None]:
+        """(customer id, pledge id in metadata) of a SetupIntent, to check who may use it."""
+        setup_intent = self._call(self._client.v1.setup_intents.retrieve, setup_intent_id)
+        customer = setup_intent.customer
+        customer_id = customer if isinstance(customer, str) or customer is None else customer.id
+        metadata: dict[str, Any] = setup_intent.to_dict().get("metadata") or {}
+        return customer_id, metadata.get("pledge_id")
+
+    def card_summary(self, payment_method_id: str) -> tuple[str, str]:
+        """(brand, last four digits) to name the card in a confirmation."""
+        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
+        card = payment_method.card
+        if card is None:
+            return "card", ""
+        return str(card.brand), str(card.last4)
+
+    def delete_customer(self, customer_id: str) -> None:
+        """Stripe keeps the payments it must; the customer's contact details go."""
+        with contextlib.suppress(NotFoundInStripe):
+            self._call(self._client.v1.customers.delete, customer_id)
+
 
 def _gateway_error(error: stripe.StripeError) -> Exception:
     if isinstance(error, stripe.CardError):

@@ -32,6 +32,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DB = f"pledges_test_{RUN_ID}"
 WEBHOOK_SECRET = "whsec_test_" + RUN_ID
+RATE_LIMIT_KEY_PREFIX = "pledges-test-limits-" + RUN_ID
 
 
 def free_port() -> int:
@@ -88,6 +89,8 @@ def test_environment(database_url: str, localstripe_url: str) -> Iterator[dict[s
         "STRIPE_API_BASE": localstripe_url,
         "PUBLIC_URL": "http://127.0.0.1:8000",
         "WIDGET_ORIGINS": "https://news.example",
+        "READER_LINK_SECRET": "reader-links-" + RUN_ID,
+        "RATE_LIMIT_KEY_PREFIX": RATE_LIMIT_KEY_PREFIX,
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -242,3 +245,18 @@ def smtp_server(
         test_environment.pop("SMTP_HOST"), test_environment.pop("SMTP_PORT")
         monkeypatch.undo()
         reset_caches()
+
+
+@pytest.fixture(autouse=True)
+def _forget_rate_limits() -> Iterator[None]:
+    """Each test starts with clean rate-limit counters (this run's keys only)."""
+    yield
+    import redis
+
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(connection.scan_iter(match=f"{RATE_LIMIT_KEY_PREFIX}*", count=1000))
+        if keys:
+            connection.delete(*keys)
+    finally:
+        connection.close()

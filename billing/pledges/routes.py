@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, status
 from sqlalchemy.orm import Session
 
+from billing.abuse.guards import ConfirmGuard, guard_pledge_confirmation, guard_pledge_creation
 from billing.dependencies import get_session
 from billing.pledges import service
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
@@ -15,13 +16,21 @@ router = APIRouter(prefix="/v1/pledges", tags=["pledges"])
 
 ERRORS = {
     404: {"description": "No pledge with this id."},
+    400: {"description": "Refused: honeypot filled or captcha not verified."},
+    403: {"description": "The page's origin is not in WIDGET_ORIGINS."},
     409: {"description": "Idempotency-Key reused with another body, or card not confirmed yet."},
     422: {"description": "Invalid input; `message` says what to change."},
+    429: {"description": "Too many attempts or declined cards from this IP, email or card."},
     503: {"description": "Stripe is unreachable; retrying with the same Idempotency-Key is safe."},
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=ERRORS)  # type: ignore[arg-type]
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=ERRORS,  # type: ignore[arg-type]
+    dependencies=[Depends(guard_pledge_creation)],
+)
 def create_pledge(
     request: PledgeCreate,
     session: Annotated[Session, Depends(get_session)],
@@ -40,8 +49,10 @@ def confirm_pledge(
     pledge_id: str,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    guard: Annotated[ConfirmGuard, Depends(guard_pledge_confirmation)],
 ) -> PledgeConfirmed:
     """After the card is confirmed in the browser: start the subscription or charge the gift."""
     confirmed = service.confirm_pledge(session, gateway, pledge_id)
     session.commit()
+    guard.outcome(confirmed.status)
     return confirmed

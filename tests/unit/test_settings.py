@@ -9,6 +9,7 @@ REAL = {
     "stripe_api_key": "sk_live_abc",
     "stripe_publishable_key": "pk_live_abc",
     "stripe_webhook_secret": "whsec_abc",
+    "reader_link_secret": "links-abc",
 }
 
 
@@ -24,7 +25,8 @@ def test_development_runs_on_the_embedded_defaults(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(
-    "missing", ["stripe_api_key", "stripe_publishable_key", "stripe_webhook_secret"]
+    "missing",
+    ["stripe_api_key", "stripe_publishable_key", "stripe_webhook_secret", "reader_link_secret"],
 )
 def test_production_refuses_placeholder_secrets(missing: str) -> None:
     values = {**REAL, missing: ""}
@@ -39,7 +41,7 @@ def test_comma_separated_values_become_lists(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CURRENCIES", "EUR,sek")
 
     settings = Settings(_env_file=None, environment="production", stripe_api_key="sk_live_x",
-                        stripe_publishable_key="pk_live_x")  # fmt: skip
+                        stripe_publishable_key="pk_live_x", reader_link_secret="x")  # fmt: skip
 
     assert [s.get_secret_value() for s in settings.stripe_webhook_secret] == [
         "whsec_old",
@@ -58,3 +60,4 @@ def test_secrets_do_not_show_in_the_settings_repr() -> None:
     settings = Settings(_env_file=None, environment="production", **REAL)
 
     assert "sk_live_abc" not in repr(settings) and "whsec_abc" not in repr(settings)
+    assert "links-abc" not in repr(settings)

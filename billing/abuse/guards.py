@@ -1,0 +1,143 @@
+"""FastAPI dependencies that stand in front of the pledge routes and refuse abusive requests."""
+
+import uuid
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from billing.abuse import captcha
+from billing.abuse.limiter import Exceeded, Limits, Scope
+from billing.dependencies import get_session
+from billing.models import Pledge, PledgeStatus, Reader
+from billing.pledges.service import PledgeError
+from billing.settings import Settings, get_settings
+from billing.stripe_gateway import StripeGateway, get_gateway
+
+log = structlog.get_logger()
+HONEYPOT_FIELD = "website"
+
+
+class Refused(PledgeError):
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _too_many(exceeded: Exceeded) -> Refused:
+    minutes = max(1, round(exceeded.retry_after_seconds / 60))
+    if exceeded.reason == "declines":
+        message = f"Too many declined cards. Please try again in {minutes} minutes."
+    else:
+        message = f"Too many attempts. Please try again in {minutes} minutes."
+    return Refused(message, 429)
+
+
+def _allowed_origins(settings: Settings) -> set[str]:
+    return {origin.rstrip("/") for origin in [*settings.widget_origins, settings.public_url]}
+
+
+def check_origin(request: Request, settings: Settings) -> None:
+    """Browsers name the page's origin; a page outside WIDGET_ORIGINS takes no pledges."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") not in _allowed_origins(settings):
+        log.warning("abuse_refused", reason="origin", origin=origin[:200])
+        raise Refused("This site is not allowed to take pledges.", 403)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def guard_pledge_creation(
+    request: Request, settings: Annotated[Settings, Depends(get_settings)]
+) -> None:
+    """Origin, honeypot, per-IP and per-email limits, recent declines, then the captcha."""
+    check_origin(request, settings)
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        body = None  # the route's validation explains what is wrong with it
+    fields = body if isinstance(body, dict) else {}
+    if fields.get(HONEYPOT_FIELD):
+        log.warning("abuse_refused", reason="honeypot")
+        raise Refused("We could not take this pledge. Please reload the page and try again.", 400)
+
+    limits = Limits(settings)
+    sources: list[tuple[Scope, str]] = [("ip", client_ip(request))]
+    email = fields.get("email")
+    if isinstance(email, str) and email.strip():
+        sources.append(("email", email))
+    for scope, value in sources:
+        exceeded = await run_in_threadpool(limits.attempt, scope, value)
+        exceeded = exceeded or await run_in_threadpool(limits.declines_exhausted, scope, value)
+        if exceeded:
+            raise _too_many(exceeded)
+
+    if settings.captcha_provider != "none":
+        token = request.headers.get("captcha-token", "")
+        try:
+            verified = bool(token) and await captcha.verify(settings, token, client_ip(request))
+        except captcha.CaptchaUnavailable:
+            raise Refused(
+                "Verification is unavailable for a moment. Please try again.", 503
+            ) from None
+        if not verified:
+            raise Refused("Please complete the verification and try again.", 400)
+
+
+class ConfirmGuard:
+    """Who is confirming: checked before the charge, told about declines after it."""
+
+    def __init__(self, limits: Limits, sources: list[tuple[Scope, str]]) -> None:
+        self._limits = limits
+        self._sources = sources
+
+    def outcome(self, status: str) -> None:
+        if status == PledgeStatus.FAILED:
+            for scope, value in self._sources:
+                self._limits.declined(scope, value)
+
+
+def guard_pledge_confirmation(
+    pledge_id: str,
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> ConfirmGuard:
+    """Origin, per-card limit, and refusal while this IP, email or card keeps being declined."""
+    check_origin(request, settings)
+    limits = Limits(settings)
+    sources: list[tuple[Scope, str]] = [("ip", client_ip(request))]
+    pledge = _pending_pledge(session, pledge_id)
+    if pledge is None:
+        return ConfirmGuard(limits, [])  # unknown or settled: the route answers without charging
+    reader = session.get(Reader, pledge.reader_id)
+    if reader is not None:
+        sources.append(("email", reader.email))
+    if pledge.stripe_setup_intent_id:
+        fingerprint = gateway.card_fingerprint(pledge.stripe_setup_intent_id)
+        if fingerprint:
+            sources.append(("card", fingerprint))
+            if exceeded := limits.attempt("card", fingerprint):
+                raise _too_many(exceeded)
+    # Nothing was written: end the read so the route locks and reloads the pledge afresh.
+    session.rollback()
+    for scope, value in sources:
+        if exceeded := limits.declines_exhausted(scope, value):
+            raise _too_many(exceeded)
+    return ConfirmGuard(limits, sources)
+
+
+def _pending_pledge(session: Session, pledge_id: str) -> Pledge | None:
+    try:
+        key = uuid.UUID(pledge_id)
+    except ValueError:
+        return None
+    pledge = session.get(Pledge, key)
+    if pledge is None or pledge.status != PledgeStatus.PENDING:
+        return None
+    return pledge

@@ -1,0 +1,309 @@
+"""The manage page behind a signed link, link re-requests, and the reader's export and erasure."""
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from billing.abuse.guards import client_ip
+from billing.abuse.limiter import Limits
+from billing.dependencies import get_session
+from billing.manage import data_rights, service
+from billing.manage.strings import request_locale, strings_for
+from billing.models import Pledge, Reader
+from billing.money import CURRENCY_EXPONENTS, format_money, minor_per_major
+from billing.pledges.service import PledgeError
+from billing.reader_links import pledge_id_from_token
+from billing.settings import Settings, get_settings
+from billing.stripe_gateway import GatewayError, StripeGateway, get_gateway
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["money"] = lambda minor, currency, locale="en": format_money(
+    minor, currency, locale
+)
+router = APIRouter(prefix="/manage", include_in_schema=False)
+
+# The token in the address is the reader's key: keep it out of caches, referrers and frames.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Robots-Tag": "noindex",
+}
+DONE = ("amount", "cancel", "pause")
+INVALID_LINK = strings_for("en")["invalid_link"]
+EMAIL_SHAPE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
+
+
+def _page(
+    request: Request, name: str, context: dict[str, Any], status: int = 200, lang: str = ""
+) -> Response:
+    lang = lang or request_locale(request)
+    context = {"t": strings_for(lang), "lang": lang, **context}
+    return templates.TemplateResponse(
+        request, name, context, status_code=status, headers=PAGE_HEADERS
+    )
+
+
+def _pledge_for(
+    session: Session, token: str, *, for_update: bool = False
+) -> tuple[Pledge, Reader] | None:
+    pledge_id = pledge_id_from_token(token)
+    return None if pledge_id is None else service.find(session, pledge_id, for_update=for_update)
+
+
+def _invalid_link(request: Request) -> Response:
+    message = strings_for(request_locale(request))["invalid_link"]
+    return _page(request, "request_link.html", {"message": message}, status=404)
+
+
+def amount_from_text(text: str, currency: str) -> int | None:
+    """'7', '7.5' or '7,50' in major units to minor units, without floats."""
+    match = re.fullmatch(r"\s*(\d{1,9})(?:[.,](\d*))?\s*", text)
+    exponent = CURRENCY_EXPONENTS[currency]
+    if match is None or len(match.group(2) or "") > exponent:
+        return None
+    fraction = (match.group(2) or "").ljust(exponent, "0")
+    return int(match.group(1)) * minor_per_major(currency) + int(fraction or "0")
+
+
+def _manage_page(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    token: str,
+    pledge: Pledge,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> Response:
+    context = {
+        "token": token,
+        "pledge": pledge,
+        "payments": service.payments_of(session, pledge),
+        "running": service.is_running_subscription(pledge),
+        "amount_text": str(
+            Decimal(pledge.amount_minor).scaleb(-CURRENCY_EXPONENTS[pledge.currency])
+        ),
+        "error": error,
+        "notice": notice,
+        "stripe_js_url": settings.stripe_js_url,
+        "publishable_key": settings.stripe_publishable_key,
+    }
+    return _page(request, "manage.html", context, status=status, lang=pledge.locale)
+
+
+@router.get("", response_class=HTMLResponse)
+def request_link_form(request: Request) -> Response:
+    return _page(request, "request_link.html", {"message": None})
+
+
+@router.post("/link", response_class=HTMLResponse)
+def request_link(
+    request: Request,
+    email: Annotated[str, Form(max_length=320)],
+    session: Annotated[Session, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    """Answers the same whether or not the address is known, so it reveals nothing."""
+    words = strings_for(request_locale(request))
+    if not EMAIL_SHAPE.match(email.strip()):
+        return _page(request, "request_link.html", {"message": words["bad_email"]}, 422)
+    limits = Limits(settings)
+    if limits.attempt("ip", client_ip(request), "manage_link") or limits.attempt(
+        "email", email, "manage_link"
+    ):
+        return _page(request, "request_link.html", {"message": words["too_many"]}, 429)
+    service.request_links(session, email)
+    session.commit()
+    return _page(request, "request_link.html", {"message": words["link_sent"], "sent": True})
+
+
+@router.get("/{token}", response_class=HTMLResponse)
+def manage_page(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    done: str | None = None,
+) -> Response:
+    found = _pledge_for(session, token)
+    if found is None:
+        return _invalid_link(request)
+    notice = strings_for(found[0].locale)[f"done_{done}"] if done in DONE else None
+    return _manage_page(request, session, settings, token, found[0], notice=notice)
+
+
+def _run_change(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    token: str,
+    change: Any,
+    done: str,
+) -> Response:
+    found = _pledge_for(session, token, for_update=True)
+    if found is None:
+        return _invalid_link(request)
+    pledge, reader = found
+    try:
+        change(pledge, reader)
+    except (service.ManageError, PledgeError) as error:
+        session.rollback()
+        pledge = service.find(session, pledge.id)[0]  # type: ignore[index]
+        return _manage_page(
+            request, session, settings, token, pledge, error=error.message, status=error.status_code
+        )
+    except GatewayError:
+        session.rollback()
+        message = "Payments are unavailable for a moment. Please try again."
+        return _manage_page(request, session, settings, token, pledge, error=message, status=503)
+    session.commit()
+    return RedirectResponse(f"/manage/{token}?done={done}", status_code=303, headers=PAGE_HEADERS)
+
+
+@router.post("/{token}/amount", response_class=HTMLResponse)
+def change_amount(
+    request: Request,
+    token: str,
+    amount: Annotated[str, Form(max_length=20)],
+    interval: Annotated[str, Form(max_length=8)],
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    def change(pledge: Pledge, reader: Reader) -> None:
+        amount_minor = amount_from_text(amount, pledge.currency)
+        if amount_minor is None:
+            raise service.ManageError("Enter an amount such as 5 or 7.50.", 422)
+        service.change_amount(
+            session, gateway, settings, pledge=pledge, reader=reader,
+            amount_minor=amount_minor, interval=interval,
+        )  # fmt: skip
+
+    return _run_change(request, session, settings, token, change, "amount")
+
+
+@router.post("/{token}/cancel", response_class=HTMLResponse)
+def cancel(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    reason: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    def change(pledge: Pledge, reader: Reader) -> None:
+        service.cancel(session, gateway, pledge=pledge, reader=reader, reason=reason)
+
+    return _run_change(request, session, settings, token, change, "cancel")
+
+
+@router.post("/{token}/pause", response_class=HTMLResponse)
+def pause(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    def change(pledge: Pledge, reader: Reader) -> None:
+        service.pause(session, gateway, pledge=pledge, reader=reader)
+
+    return _run_change(request, session, settings, token, change, "pause")
+
+
+class CardUpdateStarted(BaseModel):
+    client_secret: str
+    publishable_key: str
+
+
+class CardUpdateConfirm(BaseModel):
+    setup_intent_id: str = Field(max_length=255)
+
+
+def _json_error(message: str, status: int) -> JSONResponse:
+    return JSONResponse(
+        {"message": message, "detail": []}, status_code=status, headers=PAGE_HEADERS
+    )
+
+
+@router.post("/{token}/card", response_model=None)
+def start_card_update(
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> CardUpdateStarted | JSONResponse:
+    found = _pledge_for(session, token)
+    if found is None:
+        return _json_error(INVALID_LINK, 404)
+    try:
+        state = service.start_card_update(gateway, pledge=found[0])
+    except service.ManageError as error:
+        return _json_error(error.message, error.status_code)
+    return CardUpdateStarted(
+        client_secret=state.client_secret, publishable_key=settings.stripe_publishable_key
+    )
+
+
+@router.post("/{token}/card/confirm", response_model=None)
+def finish_card_update(
+    token: str,
+    body: CardUpdateConfirm,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+) -> dict[str, str] | JSONResponse:
+    found = _pledge_for(session, token, for_update=True)
+    if found is None:
+        return _json_error(INVALID_LINK, 404)
+    try:
+        service.finish_card_update(
+            session, gateway, pledge=found[0], reader=found[1], setup_intent_id=body.setup_intent_id
+        )
+    except service.ManageError as error:
+        return _json_error(error.message, error.status_code)
+    session.commit()
+    return {"status": "updated", "message": "Your new card will be used from the next payment."}
+
+
+@router.get("/{token}/export", response_model=None)
+def export(token: str, session: Annotated[Session, Depends(get_session)]) -> JSONResponse:
+    found = _pledge_for(session, token)
+    if found is None:
+        return _json_error(INVALID_LINK, 404)
+    return JSONResponse(
+        data_rights.export_reader(session, found[1]),
+        headers={
+            **PAGE_HEADERS,
+            "Content-Disposition": 'attachment; filename="my-pledge-data.json"',
+        },
+    )
+
+
+@router.post("/{token}/erase", response_class=HTMLResponse)
+def erase(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    confirm: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    found = _pledge_for(session, token, for_update=True)
+    if found is None:
+        return _invalid_link(request)
+    if confirm != "erase":
+        message = "Tick the box to confirm that we should erase your data."
+        return _manage_page(request, session, settings, token, found[0], error=message, status=422)
+    lang = found[0].locale
+    data_rights.erase_reader(session, gateway, found[1])
+    session.commit()
+    return _page(request, "erased.html", {}, lang=lang)

@@ -1,0 +1,85 @@
+"""The manage pages' words in English and Russian, the languages the widget speaks."""
+# ruff: noqa: RUF001  (Russian text is meant to be Cyrillic)
+
+from typing import Final
+
+from starlette.requests import Request
+
+STRINGS: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "title": "Your pledge", "amount": "Amount", "status": "Status", "since": "Since",
+        "a_month": "a month", "a_year": "a year", "once": "once",
+        "payments": "Payments", "no_payments": "No payments recorded yet.", "date": "Date",
+        "change_title": "Change the amount", "how_often": "How often", "monthly": "Monthly",
+        "yearly": "Yearly", "change_button": "Change my pledge",
+        "card_title": "Update your card", "new_card": "New card", "card_button": "Use this card",
+        "checking_card": "Checking your card…",
+        "pause_title": "Take a break",
+        "pause_text": "Skip the next month; your pledge continues afterwards.",
+        "pause_button": "Pause for a month",
+        "cancel_title": "Cancel", "cancel_reason": "Why are you leaving? (optional)",
+        "cancel_button": "Cancel my pledge",
+        "data_title": "Your data", "download": "Download everything we hold about you",
+        "erase_label": "Erase my name and email address and stop my pledges. Payment records "
+        "stay, anonymised, as the law requires.",
+        "erase_button": "Erase my data",
+        "request_title": "Manage your pledge",
+        "request_text": "Enter the email address you pledged with and we will send you a link "
+        "to change or cancel your pledge.",
+        "email": "Email", "send_link": "Send me a link",
+        "erased_title": "Your data was erased",
+        "erased_text": "We no longer hold your name or email address, and your pledges have "
+        "stopped. The records of past payments that the law requires us to keep are now "
+        "anonymous.",
+        "done_amount": "Your pledge was changed. A confirmation is on its way.",
+        "done_cancel": "Your pledge was cancelled. A confirmation is on its way.",
+        "done_pause": "Your pledge is paused for a month. A confirmation is on its way.",
+        "link_sent": "If we hold a pledge for that address, we have sent a link to it.",
+        "invalid_link": "This link is not valid or has expired. Enter your email to get a new one.",
+        "bad_email": "Enter a valid email address.",
+        "too_many": "Too many requests. Please try again later.",
+    },
+    "ru": {
+        "title": "Ваша поддержка", "amount": "Сумма", "status": "Статус", "since": "С",
+        "a_month": "в месяц", "a_year": "в год", "once": "однократно",
+        "payments": "Платежи", "no_payments": "Платежей пока нет.", "date": "Дата",
+        "change_title": "Изменить сумму", "how_often": "Как часто", "monthly": "Ежемесячно",
+        "yearly": "Раз в год", "change_button": "Изменить",
+        "card_title": "Сменить карту", "new_card": "Новая карта",
+        "card_button": "Использовать эту карту", "checking_card": "Проверяем карту…",
+        "pause_title": "Сделать перерыв",
+        "pause_text": "Пропустить следующий месяц; затем поддержка продолжится.",
+        "pause_button": "Приостановить на месяц",
+        "cancel_title": "Отменить", "cancel_reason": "Почему вы уходите? (необязательно)",
+        "cancel_button": "Отменить поддержку",
+        "data_title": "Ваши данные", "download": "Скачать всё, что мы о вас храним",
+        "erase_label": "Удалить моё имя и адрес почты и остановить поддержку. Записи о "
+        "платежах остаются обезличенными, как требует закон.",
+        "erase_button": "Удалить мои данные",
+        "request_title": "Управление поддержкой",
+        "request_text": "Введите адрес, с которым вы оформляли поддержку, и мы пришлём ссылку, "
+        "чтобы изменить или отменить её.",
+        "email": "Эл. почта", "send_link": "Прислать ссылку",
+        "erased_title": "Ваши данные удалены",
+        "erased_text": "Мы больше не храним ваше имя и адрес почты, поддержка остановлена. "
+        "Записи о прошлых платежах, которые мы обязаны хранить по закону, обезличены.",
+        "done_amount": "Поддержка изменена. Подтверждение придёт на почту.",
+        "done_cancel": "Поддержка отменена. Подтверждение придёт на почту.",
+        "done_pause": "Поддержка приостановлена на месяц. Подтверждение придёт на почту.",
+        "link_sent": "Если у нас есть поддержка с этим адресом, мы отправили на него ссылку.",
+        "invalid_link": "Ссылка недействительна или устарела. Введите адрес, чтобы получить "
+        "новую.",
+        "bad_email": "Введите правильный адрес эл. почты.",
+        "too_many": "Слишком много запросов. Попробуйте позже.",
+    },
+}  # fmt: skip
+
+
+def strings_for(locale: str) -> dict[str, str]:
+    return STRINGS.get(locale, STRINGS["en"])
+
+
+def request_locale(request: Request) -> str:
+    """The reader's language from the browser when no pledge tells us."""
+    preferred = request.headers.get("accept-language", "")[:2].lower()
+    return preferred if preferred in STRINGS else "en"

@@ -1,0 +1,33 @@
+"""Signed, expiring links that let a reader manage a pledge from any email, without an account."""
+
+import uuid
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from billing.settings import get_settings
+
+# A separate salt per purpose, so a token signed for one use is never accepted for another.
+MANAGE_SALT = "reader-pledges/manage"
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    secret = get_settings().reader_link_secret.get_secret_value()
+    return URLSafeTimedSerializer(secret, salt=MANAGE_SALT)
+
+
+def manage_token(pledge_id: uuid.UUID | str) -> str:
+    return str(_serializer().dumps(str(pledge_id)))
+
+
+def manage_link(pledge_id: uuid.UUID | str) -> str:
+    """`{PUBLIC_URL}/manage/{token}`, valid for READER_LINK_MAX_AGE_DAYS."""
+    return f"{get_settings().public_url.rstrip('/')}/manage/{manage_token(pledge_id)}"
+
+
+def pledge_id_from_token(token: str) -> uuid.UUID | None:
+    """The pledge a token was signed for; None when tampered with, malformed or expired."""
+    max_age = get_settings().reader_link_max_age_days * 24 * 60 * 60
+    try:
+        return uuid.UUID(str(_serializer().loads(token, max_age=max_age)))
+    except (BadSignature, ValueError, TypeError):
+        return None

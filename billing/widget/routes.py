@@ -1,0 +1,78 @@
+"""Serves widget.js and its stylesheet, the settings it needs, and the demo article page."""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from billing.money import CURRENCY_EXPONENTS, to_minor
+from billing.settings import Settings, get_settings
+from billing.widget.schemas import Captcha, CurrencyLimits, FeeRule, WidgetConfig
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(tags=["widget"])
+
+
+@router.get("/v1/widget/config")
+def widget_config(settings: Annotated[Settings, Depends(get_settings)]) -> WidgetConfig:
+    """Currencies with their limits in minor units, the card fee rule and the Stripe.js to load."""
+    captcha = None
+    if settings.captcha_provider != "none" and settings.captcha_site_key:
+        captcha = Captcha(provider=settings.captcha_provider, site_key=settings.captcha_site_key)
+    return WidgetConfig(
+        publishable_key=settings.stripe_publishable_key,
+        stripe_js_url=settings.stripe_js_url or "https://js.stripe.com/v3/",
+        currencies=[
+            CurrencyLimits(
+                code=code,
+                exponent=CURRENCY_EXPONENTS[code],
+                min_amount=to_minor(settings.min_amount, code),
+                max_amount=to_minor(settings.max_amount, code),
+            )
+            for code in settings.currencies
+        ],
+        fee=FeeRule(
+            basis_points=settings.card_fee_basis_points,
+            fixed_minor=settings.card_fee_fixed_minor,
+        ),
+        captcha=captcha,
+    )
+
+
+@lru_cache
+def _widget_source() -> str:
+    return (HERE / "static" / "widget.js").read_text(encoding="utf-8")
+
+
+@router.get("/widget/widget.js", include_in_schema=False)
+def widget_script(settings: Annotated[Settings, Depends(get_settings)]) -> Response:
+    """widget.js with the Stripe.js address up front, so both load at once instead of in turn."""
+    prelude = f"window.ReaderPledges = {{stripeJs: {json.dumps(settings.stripe_js_url)}}};\n"
+    return Response(
+        prelude + _widget_source(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@router.get("/demo", response_class=HTMLResponse, include_in_schema=False)
+def demo_article(
+    request: Request, settings: Annotated[Settings, Depends(get_settings)]
+) -> HTMLResponse:
+    """An article with the widget under it, to try the whole flow locally."""
+    if settings.environment == "production":
+        raise HTTPException(status_code=404)
+    return templates.TemplateResponse(
+        request, "demo.html", {"widget_url": f"{settings.public_url}/widget/widget.js"}
+    )
+
+
+def install_widget(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount("/widget", StaticFiles(directory=HERE / "static"), name="widget")

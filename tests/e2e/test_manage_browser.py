@@ -1,0 +1,73 @@
+"""A reader manages a pledge from the link in an email, in headless Chromium."""
+
+import uuid
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy.orm import Session
+
+from billing.models import Pledge
+from billing.reader_links import manage_token
+from tests.conftest import BrowserStripe
+
+pytestmark = pytest.mark.browser
+
+
+def active_pledge(live_server: str, browser_stripe: BrowserStripe) -> uuid.UUID:
+    body = {"email": "manage@example.org", "amount": 500, "currency": "eur"}
+    created = httpx.post(f"{live_server}/v1/pledges", json=body).json()
+    browser_stripe.confirm_card_setup(created["client_secret"], "4242424242424242")
+    confirmed = httpx.post(f"{live_server}/v1/pledges/{created['id']}/confirm").json()
+    assert confirmed["status"] == "active"
+    return uuid.UUID(created["id"])
+
+
+def test_reader_changes_the_amount_updates_the_card_and_cancels(
+    page: Page,
+    live_server: str,
+    browser_stripe: BrowserStripe,
+    stripe_api: httpx.Client,
+    db: Session,
+) -> None:
+    pledge_id = active_pledge(live_server, browser_stripe)
+    page.goto(f"{live_server}/manage/{manage_token(pledge_id)}")
+    expect(page.locator("#amount")).to_have_text("€5.00 a month")
+
+    page.get_by_label("Amount (EUR)").fill("8")
+    page.get_by_label("How often").select_option("year")
+    page.get_by_role("button", name="Change my pledge").click()
+
+    expect(page.get_by_role("status")).to_have_text(
+        "Your pledge was changed. A confirmation is on its way."
+    )
+    expect(page.locator("#amount")).to_have_text("€8.00 a year")
+
+    card = page.locator("#card-element")
+    card.locator("input[placeholder=number]").fill("5555555555554444")
+    card.locator("input[placeholder=exp_month]").fill("11")
+    card.locator("input[placeholder=exp_year]").fill("33")
+    card.locator("input[placeholder=cvc]").fill("321")
+    page.get_by_role("button", name="Use this card").click()
+    expect(page.locator("#card-status")).to_have_text(
+        "Your new card will be used from the next payment."
+    )
+
+    page.get_by_label("Why are you leaving? (optional)").fill("Too many subscriptions")
+    page.get_by_role("button", name="Cancel my pledge").click()
+
+    expect(page.get_by_role("status")).to_have_text(
+        "Your pledge was cancelled. A confirmation is on its way."
+    )
+    expect(page.locator("#status")).to_have_text("canceled")
+    db.expire_all()
+    pledge = db.get(Pledge, pledge_id)
+    assert pledge is not None
+    assert (pledge.status, pledge.amount_minor, pledge.interval) == ("canceled", 800, "year")
+    assert pledge.cancel_reason == "Too many subscriptions"
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["status"] == "canceled"
+    assert subscription["items"]["data"][0]["plan"]["id"] == "pledge-eur-800-year"
+    customer = stripe_api.get(f"/v1/customers/{pledge.stripe_customer_id}").json()
+    default_card = customer["invoice_settings"]["default_payment_method"]
+    assert stripe_api.get(f"/v1/payment_methods/{default_card}").json()["card"]["last4"] == "4444"

@@ -1,0 +1,84 @@
+"""Manage links: signed for one pledge, refused when tampered with, forged or expired."""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from itsdangerous import URLSafeTimedSerializer
+
+from billing.db import reset_caches
+from billing.reader_links import MANAGE_SALT, manage_link, manage_token, pledge_id_from_token
+
+
+@pytest.fixture(autouse=True)
+def link_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("READER_LINK_SECRET", "a-real-secret")
+    monkeypatch.setenv("READER_LINK_MAX_AGE_DAYS", "30")
+    monkeypatch.setenv("PUBLIC_URL", "https://pledges.example/")
+    for name in ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"):
+        monkeypatch.setenv(name, "sk_test_real")
+    monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_real")
+    reset_caches()
+    yield
+    monkeypatch.undo()
+    reset_caches()
+
+
+def test_link_leads_back_to_its_pledge() -> None:
+    pledge_id = uuid.uuid4()
+
+    link = manage_link(pledge_id)
+
+    assert link.startswith("https://pledges.example/manage/")
+    assert pledge_id_from_token(link.rsplit("/", 1)[1]) == pledge_id
+
+
+@pytest.mark.parametrize("position", [0, 10, -1])
+def test_tampered_token_is_refused(position: int) -> None:
+    token = manage_token(uuid.uuid4())
+    swapped = "A" if token[position] != "A" else "B"
+    tampered = token[:position] + swapped + (token[position + 1 :] if position != -1 else "")
+
+    assert pledge_id_from_token(tampered) is None
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "x" * 500])
+def test_malformed_token_is_refused(token: str) -> None:
+    assert pledge_id_from_token(token) is None
+
+
+def test_token_signed_with_another_secret_is_refused() -> None:
+    forged = URLSafeTimedSerializer("guessed-secret", salt=MANAGE_SALT).dumps(str(uuid.uuid4()))
+
+    assert pledge_id_from_token(forged) is None
+
+
+def test_signed_value_that_is_not_a_pledge_id_is_refused() -> None:
+    signed = URLSafeTimedSerializer("a-real-secret", salt=MANAGE_SALT).dumps("../admin")
+
+    assert pledge_id_from_token(signed) is None
+
+
+def test_token_expires_after_the_configured_days() -> None:
+    pledge_id = uuid.uuid4()
+    with time_machine.travel(datetime(2026, 1, 1, tzinfo=UTC), tick=False):
+        token = manage_token(pledge_id)
+    with time_machine.travel(datetime(2026, 1, 30, tzinfo=UTC), tick=False):
+        assert pledge_id_from_token(token) == pledge_id
+    with time_machine.travel(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=30, seconds=1)):
+        assert pledge_id_from_token(token) is None
+
+
+def test_placeholder_secret_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from billing.settings import Settings
+
+    monkeypatch.setenv("READER_LINK_SECRET", "changeme")
+    with pytest.raises(ValidationError, match="READER_LINK_SECRET"):
+        Settings()
