@@ -1,6 +1,7 @@
 """Every setting the service reads, from the environment or a `.env` file, checked at start-up."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -104,6 +105,52 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(
                 f"{', '.join(missing)} must be set to real values when ENVIRONMENT="
+                f"{self.environment} (placeholders are only accepted in development)"
+            )
+        return self
+
+    # --- Reader emails: the newsroom's identity, links, sending and reminders (issue 4) ---
+    newsroom_name: str = "Our Newsroom"
+    newsroom_address: str = ""
+    # Printed on every receipt, e.g. "VAT ID DE123456789. Donations are not tax-deductible."
+    newsroom_legal_line: str = ""
+    newsroom_support_email: str | None = None
+    newsroom_url: str | None = None
+    # A folder whose templates replace the shipped ones of the same name (e.g. en/receipt.html).
+    email_templates_dir: Path | None = None
+    receipt_number_prefix: str = Field(default="R", max_length=16)
+    # Days after the first failed payment for each later reminder; the last is the final notice.
+    # Keep the last one inside Stripe's retry window (Billing settings), or it comes too late.
+    dunning_schedule_days: Annotated[list[int], NoDecode] = [3, 10]
+    email_max_attempts: int = Field(default=8, ge=1)
+    email_retry_base_seconds: float = Field(default=30.0, gt=0)
+    # Below the broker's visibility timeout, so a delayed retry is never delivered twice.
+    email_retry_max_seconds: float = Field(default=1800.0, gt=0)
+    # How long a send may take before another worker may assume it died and send again.
+    email_send_lease_seconds: float = Field(default=300.0, gt=0)
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    reader_link_secret: SecretStr = SecretStr("changeme")
+    reader_link_max_age_days: int = Field(default=90, ge=1)
+
+    @field_validator("dunning_schedule_days", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("dunning_schedule_days")
+    @classmethod
+    def _schedule_increases(cls, value: list[int]) -> list[int]:
+        if any(day < 1 for day in value) or value != sorted(set(value)):
+            raise ValueError("DUNNING_SCHEDULE_DAYS must be increasing whole days, e.g. 3,10")
+        return value
+
+    @model_validator(mode="after")
+    def _reader_link_secret_set(self) -> "Settings":
+        placeholder = self.reader_link_secret.get_secret_value() in PLACEHOLDER_SECRETS
+        if placeholder and self.environment != "development":
+            raise ValueError(
+                f"READER_LINK_SECRET must be set to a real value when ENVIRONMENT="
                 f"{self.environment} (placeholders are only accepted in development)"
             )
         return self

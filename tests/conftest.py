@@ -88,6 +88,7 @@ def test_environment(database_url: str, localstripe_url: str) -> Iterator[dict[s
         "STRIPE_API_BASE": localstripe_url,
         "PUBLIC_URL": "http://127.0.0.1:8000",
         "WIDGET_ORIGINS": "https://news.example",
+        "READER_LINK_SECRET": "reader-links-test-" + RUN_ID,
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

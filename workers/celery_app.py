@@ -5,7 +5,7 @@ from celery import Celery
 from billing.settings import get_settings
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
-TASK_MODULES: list[str] = []
+TASK_MODULES: list[str] = ["workers.emails", "workers.dunning"]
 
 
 def create_celery() -> Celery:
@@ -24,7 +24,13 @@ def create_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         # Redis redelivers an unacked task after this long; longer than any task may run.
         broker_transport_options={"visibility_timeout": 3600},
-        beat_schedule={},
+        beat_schedule={
+            "sweep-email-outbox": {"task": "workers.emails.sweep_outbox", "schedule": 60.0},
+            "send-due-reminders": {
+                "task": "workers.dunning.send_due_reminders",
+                "schedule": 15 * 60.0,
+            },
+        },
     )
     return celery
 
