@@ -23,6 +23,7 @@ from billing.db import session_scope, utcnow
 from billing.models import EmailOutbox, Payment, Pledge, Reader
 from billing.notifications import REMINDER_TEMPLATES, SEND_EMAIL_TASK, reminder_is_due_for
 from billing.settings import Settings, get_settings
+from billing.task_queue import send_task
 from workers.celery_app import app
 from workers.mail_context import email_context
 from workers.rendering import UnknownTemplate, pick_locale, render_email
@@ -72,7 +73,7 @@ def sweep_outbox() -> int:
             .limit(SWEEP_BATCH)
         ).all()
     for key in keys:
-        send_email.apply_async((key,))
+        send_task(SEND_EMAIL_TASK, key)
     if keys:
         log.info("outbox_swept", count=len(keys))
     return len(keys)
