@@ -261,3 +261,18 @@ def test_mail_for_a_reader_who_asked_to_be_forgotten_is_not_sent(
 
     assert deliver_pending(db) == ["canceled"]
     assert smtp_server.messages == []
+
+
+def test_an_email_whose_template_does_not_exist_fails_at_once_for_an_operator(
+    db: Session, smtp_server: CaughtMail, supporter: tuple[Reader, Pledge]
+) -> None:
+    from billing.outbox import queue_email
+
+    reader, _pledge = supporter
+    queue_email(db, dedupe_key="survey:1", template="survey", to_email=reader.email)
+
+    assert deliver_pending(db) == ["failed"]
+    row = db.scalars(select(EmailOutbox)).one()
+    db.refresh(row)
+    assert row.last_error == "template: no email template en/survey.txt"
+    assert smtp_server.messages == []
