@@ -15,7 +15,6 @@ from email.utils import format_datetime, parseaddr
 
 import structlog
 from celery import Task
-from jinja2 import TemplateError
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -26,7 +25,7 @@ from billing.settings import Settings, get_settings
 from billing.task_queue import send_task
 from workers.celery_app import app
 from workers.mail_context import email_context
-from workers.rendering import UnknownTemplate, pick_locale, render_email
+from workers.rendering import pick_locale, render_email
 from workers.smtp import PermanentSmtpError, TransientSmtpError, send_message
 
 log = structlog.get_logger()
@@ -85,17 +84,19 @@ def deliver(dedupe_key: str) -> Delivery:
         row = _claim(session, dedupe_key, settings)
         if row is None:
             return Delivery("skipped")
-        row_id = row.id
+        row_id, template = row.id, row.template
         if not _still_wanted(session, row):
             row.status = "canceled"
-            log.info("email_canceled", outbox_id=row_id, template=row.template)
+            log.info("email_canceled", outbox_id=row_id, template=template)
             return Delivery("canceled")
-    try:
-        with session_scope() as session:
-            row = session.get_one(EmailOutbox, row_id)
+        try:
             message = build_message(session, row, settings)
-    except (UnknownTemplate, TemplateError) as error:
-        return _record_failure(row_id, f"template: {error}", settings, transient=False)
+        except Exception as error:
+            # A template or context bug: retrying cannot help, an operator must look. (A database
+            # error cannot be recorded here; the claim rolls back and the sweep tries again.)
+            row.status, row.last_error = "failed", f"template: {error}"[:2000]
+            log.error("email_failed", outbox_id=row_id, template=template, error=str(error))
+            return Delivery("failed")
     try:
         send_message(message, settings)
     except TransientSmtpError as error:
@@ -108,7 +109,7 @@ def deliver(dedupe_key: str) -> Delivery:
             .where(EmailOutbox.id == row_id, EmailOutbox.status == "sending")
             .values(status="sent", sent_at=utcnow(), last_error=None, updated_at=utcnow())
         )
-    log.info("email_sent", outbox_id=row_id, template=row.template)
+    log.info("email_sent", outbox_id=row_id, template=template)
     return Delivery("sent")
 
 
@@ -147,7 +148,7 @@ def retry_delay(attempts: int, settings: Settings) -> float:
 def _claim(session: Session, dedupe_key: str, settings: Settings) -> EmailOutbox | None:
     """Take the row for this attempt, atomically: at most one worker holds an unexpired claim."""
     now = utcnow()
-    claimed_id = session.scalar(
+    return session.scalar(
         update(EmailOutbox)
         .where(
             EmailOutbox.dedupe_key == dedupe_key,
@@ -161,9 +162,9 @@ def _claim(session: Session, dedupe_key: str, settings: Settings) -> EmailOutbox
             message_id=message_id_for(dedupe_key, settings),
             updated_at=now,
         )
-        .returning(EmailOutbox.id)
+        .returning(EmailOutbox),
+        execution_options={"synchronize_session": False},
     )
-    return session.get(EmailOutbox, claimed_id) if claimed_id is not None else None
 
 
 def _still_wanted(session: Session, row: EmailOutbox) -> bool:
