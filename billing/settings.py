@@ -122,7 +122,9 @@ class Settings(BaseSettings):
     # Days after the first failed payment for each later reminder; the last is the final notice.
     # Keep the last one inside Stripe's retry window (Billing settings), or it comes too late.
     dunning_schedule_days: Annotated[list[int], NoDecode] = [3, 10]
-    email_max_attempts: int = Field(default=8, ge=1)
+    # With the backoff below, 20 attempts ride out roughly six hours of SMTP outage; then the
+    # mail is marked failed for `pledges outbox list --failed` / `pledges outbox retry`.
+    email_max_attempts: int = Field(default=20, ge=1)
     email_retry_base_seconds: float = Field(default=30.0, gt=0)
     # Below the broker's visibility timeout, so a delayed retry is never delivered twice.
     email_retry_max_seconds: float = Field(default=1800.0, gt=0)

@@ -7,15 +7,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
+import time_machine
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import notifications
+from billing.db import utcnow
 from billing.models import EmailOutbox
 from billing.settings import get_settings
 from billing.task_queue import send_task
@@ -189,3 +192,30 @@ def test_worker_killed_mid_send_delivers_one_mail_after_restart(
 
     assert len(caught.messages) == 1
     assert outbox_row(db).attempts == 2
+
+
+def test_mail_committed_while_the_broker_was_down_is_sent_after_the_sweep(
+    db: Session,
+    smtp_server: CaughtMail,
+    worker_settings: dict[str, str],
+    celery_worker_process: subprocess.Popen[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing.task_queue import producer
+
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")  # nobody there
+    get_settings.cache_clear()
+    producer.cache_clear()
+    try:
+        queue_receipt(db)  # the row commits; sending its task fails and is only logged
+    finally:
+        monkeypatch.setenv("CELERY_BROKER_URL", REDIS_URL)
+        get_settings.cache_clear()
+        producer.cache_clear()
+    assert outbox_row(db).status == "pending"
+
+    # A minute later the periodic sweep finds the row whose task never reached a worker.
+    with time_machine.travel(utcnow() + timedelta(minutes=2), tick=False):
+        assert sweep_outbox() == 1
+    wait_for(lambda: outbox_row(db).status == "sent", "the swept mail to be sent")
+    assert len(smtp_server.messages) == 1
