@@ -94,7 +94,7 @@ def deliver(dedupe_key: str) -> Delivery:
         except Exception as error:
             # A template or context bug: retrying cannot help, an operator must look. (A database
             # error cannot be recorded here; the claim rolls back and the sweep tries again.)
-            row.status, row.last_error = "failed", f"template: {error}"[:2000]
+            row.status, row.last_error = "failed", f"rendering: {error}"[:2000]
             log.error("email_failed", outbox_id=row_id, template=template, error=str(error))
             return Delivery("failed")
     try:

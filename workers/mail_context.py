@@ -39,6 +39,11 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
 
     manage_url = manage_link(pledge.id) if pledge is not None else None
     refund = _refund(session, row)
+    if row.context.get("stripe_refund_id") and refund is None:
+        # The handler writes the refund before queuing its mail; a mail saying "None" is worse.
+        raise LookupError(f"refund {row.context['stripe_refund_id']} is not in the ledger")
+    if row.payment_id is not None and payment is None:
+        raise LookupError(f"payment {row.payment_id} is not in the ledger")
     return {
         "newsroom": {
             "name": settings.newsroom_name,

@@ -14,7 +14,7 @@ from billing.models import EmailOutbox, Payment, Pledge, PledgeStatus, Reader
 from billing.settings import get_settings
 from tests.conftest import CaughtMail, free_port
 from tests.integration.test_reader_emails import deliver_pending
-from tests.ledger_rows import make_payment, make_pledge, make_reader
+from tests.ledger_rows import make_payment, make_pledge, make_reader, make_refund
 from workers.dunning import queue_due_reminders
 from workers.emails import deliver
 
@@ -195,9 +195,10 @@ def test_refund_event_repeated_sends_one_refund_confirmation(
 ) -> None:
     reader, pledge = supporter
     payment = make_payment(db, pledge)
+    refund = make_refund(db, payment, amount_minor=500)
     for _ in range(2):
         notifications.refund_created(
-            db, reader=reader, pledge=pledge, payment=payment, refund_id="re_1Pgc72B7WZ01zgkW"
+            db, reader=reader, pledge=pledge, payment=payment, refund_id=refund.stripe_refund_id
         )
         db.commit()
 
@@ -274,5 +275,21 @@ def test_an_email_whose_template_does_not_exist_fails_at_once_for_an_operator(
     assert deliver_pending(db) == ["failed"]
     row = db.scalars(select(EmailOutbox)).one()
     db.refresh(row)
-    assert row.last_error == "template: no email template en/survey.txt"
+    assert row.last_error == "rendering: no email template en/survey.txt"
+    assert smtp_server.messages == []
+
+
+def test_a_refund_mail_whose_refund_is_missing_fails_visibly_instead_of_saying_none(
+    db: Session, smtp_server: CaughtMail, supporter: tuple[Reader, Pledge]
+) -> None:
+    reader, pledge = supporter
+    payment = make_payment(db, pledge)
+    notifications.refund_created(
+        db, reader=reader, pledge=pledge, payment=payment, refund_id="re_not_in_ledger"
+    )
+
+    assert deliver_pending(db) == ["failed"]
+    row = db.scalars(select(EmailOutbox)).one()
+    db.refresh(row)
+    assert row.last_error == "rendering: refund re_not_in_ledger is not in the ledger"
     assert smtp_server.messages == []
