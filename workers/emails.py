@@ -85,6 +85,11 @@ def deliver(dedupe_key: str) -> Delivery:
         if row is None:
             return Delivery("skipped")
         row_id, template = row.id, row.template
+        if row.attempts > settings.email_max_attempts:
+            # Claimed this often without an outcome: each attempt died mid-send (crashes).
+            row.status, row.last_error = "failed", f"no outcome after {row.attempts - 1} attempts"
+            log.error("email_failed", outbox_id=row_id, template=template, error=row.last_error)
+            return Delivery("failed")
         if not _still_wanted(session, row):
             row.status = "canceled"
             log.info("email_canceled", outbox_id=row_id, template=template)

@@ -293,3 +293,26 @@ def test_a_refund_mail_whose_refund_is_missing_fails_visibly_instead_of_saying_n
     db.refresh(row)
     assert row.last_error == "rendering: refund re_not_in_ledger is not in the ledger"
     assert smtp_server.messages == []
+
+
+def test_an_email_whose_sends_keep_dying_midway_is_failed_after_the_limit(
+    db: Session,
+    smtp_server: CaughtMail,
+    setting: Callable[[str, str], None],
+    supporter: tuple[Reader, Pledge],
+) -> None:
+    setting("EMAIL_MAX_ATTEMPTS", "2")
+    reader, pledge = supporter
+    payment = make_payment(db, pledge)
+    notifications.payment_succeeded(db, reader=reader, pledge=pledge, payment=payment, first=True)
+    db.commit()
+    row = db.scalars(select(EmailOutbox)).one()
+    # Two claims whose workers died before any outcome was recorded.
+    row.status, row.attempts = "sending", 2
+    db.commit()
+
+    with time_machine.travel(utcnow() + timedelta(hours=1), tick=False):
+        assert deliver(row.dedupe_key).outcome == "failed"
+    db.refresh(row)
+    assert (row.status, row.last_error) == ("failed", "no outcome after 2 attempts")
+    assert smtp_server.messages == []
