@@ -188,9 +188,9 @@ def _still_wanted(session: Session, row: EmailOutbox) -> bool:
 def _record_failure(row_id: int, error: str, settings: Settings, *, transient: bool) -> Delivery:
     with session_scope() as session:
         row = session.get_one(EmailOutbox, row_id, with_for_update=True)
-        row.last_error = error[:2000]
-        if row.status != "sending":
+        if row.status != "sending":  # canceled or taken over meanwhile: not ours to record
             return Delivery("skipped")
+        row.last_error = error[:2000]
         if transient and row.attempts < settings.email_max_attempts:
             delay = retry_delay(row.attempts, settings)
             row.status, row.send_after = "pending", utcnow() + timedelta(seconds=delay)
