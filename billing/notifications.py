@@ -5,7 +5,8 @@ dedupe key is built from Stripe's stable ids, so a repeated event never queues a
 The send itself is enqueued after commit (task `SEND_EMAIL_TASK`, by name).
 
 Keys, one mail each: `receipt:<invoice or payment intent>` (welcome, receipt, gift or recovery),
-`reminder:<invoice>:<step>` (1 at once, then one per day in DUNNING_SCHEDULE_DAYS),
+`reminder:<invoice>:<step>` (1 at once, then one per day in DUNNING_SCHEDULE_DAYS;
+`reminder:<invoice>:after-card-update-<n>` if the card the reader updated fails too),
 `ended:<pledge>` (cancellation or support ended) and `refund:<refund>`.
 """
 
@@ -120,17 +121,71 @@ def payment_failed(
         return
     if _exists(session, f"receipt:{invoice_id}"):
         return
+    key = _key_for_new_failure(session, invoice_id)
+    if key is None:  # Stripe retrying the same card: the dunning schedule speaks next
+        return
     template = "update_card" if hard_decline else "payment_failed"
     context = {"hosted_invoice_url": hosted_invoice_url} if hosted_invoice_url else None
     _queue(
-        session, key=reminder_key(invoice_id, 1), template=template, reader=reader,
-        pledge=pledge, payment=payment, context=context,
+        session, key=key, template=template, reader=reader, pledge=pledge, payment=payment,
+        context=context,
     )  # fmt: skip
 
 
 def card_updated(session: Session, *, reader: Reader, pledge: Pledge) -> None:
-    """The reader gave a new card: no more reminders for the invoices that failed before."""
+    """The reader gave a new card: no more reminders for the invoices that failed before.
+
+    Each open invoice gets a canceled `card-updated-<n>` row as a dated mark, so that if the new
+    card fails too, the reader hears about it once (see `_key_for_new_failure`).
+    """
     _stop_reminders(session, pledge=pledge, invoice_id=None)
+    first_reminders = session.scalars(
+        select(EmailOutbox).where(
+            EmailOutbox.pledge_id == pledge.id,
+            EmailOutbox.dedupe_key.startswith("reminder:", autoescape=True),
+            EmailOutbox.dedupe_key.endswith(":1", autoescape=True),
+        )
+    ).all()
+    for first in first_reminders:
+        invoice_id = first.dedupe_key.removeprefix("reminder:").removesuffix(":1")
+        marks = _card_update_marks(session, invoice_id)
+        queue_email(
+            session, dedupe_key=f"reminder:{invoice_id}:card-updated-{len(marks) + 1}",
+            template=first.template, to_email=first.to_email, locale=first.locale,
+            pledge_id=pledge.id, payment_id=first.payment_id, status="canceled",
+        )  # fmt: skip
+
+
+def _key_for_new_failure(session: Session, invoice_id: str) -> str | None:
+    """The first reminder's key; after a card update, one fresh reminder's; else None."""
+    if not _exists(session, reminder_key(invoice_id, 1)):
+        return reminder_key(invoice_id, 1)
+    marks = _card_update_marks(session, invoice_id)
+    if not marks:
+        return None
+    latest_mark = max(marks, key=lambda mark: mark.created_at)
+    mails_since = session.scalar(
+        select(
+            exists().where(
+                EmailOutbox.dedupe_key.startswith(f"reminder:{invoice_id}:", autoescape=True),
+                EmailOutbox.status != "canceled",
+                EmailOutbox.created_at > latest_mark.created_at,
+            )
+        )
+    )
+    if mails_since:
+        return None
+    number = latest_mark.dedupe_key.rsplit("-", 1)[1]
+    return f"reminder:{invoice_id}:after-card-update-{number}"
+
+
+def _card_update_marks(session: Session, invoice_id: str) -> list[EmailOutbox]:
+    prefix = f"reminder:{invoice_id}:card-updated-"
+    return list(
+        session.scalars(
+            select(EmailOutbox).where(EmailOutbox.dedupe_key.startswith(prefix, autoescape=True))
+        )
+    )
 
 
 def pledge_canceled(

@@ -92,4 +92,5 @@ def _latest_step(session: Session, invoice_id: str) -> int:
             EmailOutbox.dedupe_key.startswith(f"reminder:{invoice_id}:", autoescape=True)
         )
     ).all()
-    return max((int(key.rsplit(":", 1)[1]) for key in keys), default=0)
+    steps = (key.rsplit(":", 1)[1] for key in keys)
+    return max((int(step) for step in steps if step.isdigit()), default=0)

@@ -147,3 +147,30 @@ def test_the_schedule_counts_from_when_the_first_reminder_actually_went_out(
 def test_due_step_follows_the_configured_days(days: float, step: int | None) -> None:
     start = datetime(2026, 11, 1, tzinfo=utcnow().tzinfo)
     assert due_step(start, start + timedelta(days=days), [3, 7]) == step
+
+
+def test_when_the_updated_card_fails_too_the_reader_hears_once_per_update(
+    db: Session, smtp_server: CaughtMail, failed_invoice: tuple[Reader, Pledge, Payment, datetime]
+) -> None:
+    reader, pledge, payment, reminded_at = failed_invoice
+
+    def stripe_retry_fails(attempt: int) -> list[str]:
+        payment.attempt_count = attempt
+        for _ in range(2):  # each failure event arrives twice
+            notifications.payment_failed(
+                db, reader=reader, pledge=pledge, payment=payment, hard_decline=True
+            )
+            db.commit()
+        return deliver_pending(db)
+
+    assert stripe_retry_fails(2) == []  # the same card again: the schedule speaks next
+    notifications.card_updated(db, reader=reader, pledge=pledge)
+    db.commit()
+    assert stripe_retry_fails(3) == ["sent"]  # the new card failed: say so, once
+    assert stripe_retry_fails(4) == []
+    notifications.card_updated(db, reader=reader, pledge=pledge)
+    db.commit()
+    assert stripe_retry_fails(5) == ["sent"]
+
+    run_dunning_at(db, reminded_at + timedelta(days=8))
+    assert subjects(smtp_server) == ["Please update your card for Our Newsroom"] * 2
