@@ -6,6 +6,7 @@ While a row is `sending`, `send_after` is the end of that claim's lease: a redel
 leaves it alone, and only after a crashed worker's lease runs out does the sweep send it again.
 """
 
+import email.policy
 import hashlib
 import random
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ log = structlog.get_logger()
 # A pending row whose send is this late was never delivered to a worker (broker down, lost task).
 SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 1000
+# Python's header folding drops the space between two encoded words, which turns a long
+# Russian subject's "напоминание: ваша" into "напоминание:ваша"; long lines avoid the folding.
+MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ def deliver(dedupe_key: str) -> Delivery:
 
 def build_message(session: Session, row: EmailOutbox, settings: Settings) -> EmailMessage:
     rendered = render_email(row.template, row.locale, email_context(session, row, settings))
-    message = EmailMessage()
+    message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = settings.mail_from
     message["To"] = row.to_email
     message["Subject"] = rendered.subject
@@ -130,8 +134,8 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
     message["Auto-Submitted"] = "auto-generated"
     if settings.newsroom_support_email:
         message["Reply-To"] = settings.newsroom_support_email
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
+    message.set_content(rendered.text, cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     # After the body: set_content drops every Content-* header set before it.
     message["Content-Language"] = pick_locale(row.locale)
     return message

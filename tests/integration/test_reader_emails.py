@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from email.message import EmailMessage
 from html import unescape
 
@@ -225,3 +226,47 @@ def test_failed_payment_links_to_stripes_hosted_invoice_when_given(
     text, html = parts(smtp_server.messages[0])
     assert f"add a new one:\n{hosted}" in text
     assert f'href="{hosted}"' in html
+
+
+FOLLOW_UPS = {
+    "en": ["Reminder: your payment to The Daily Bugle is still open",
+           "Last reminder: your support for The Daily Bugle is about to end",
+           "Thank you, your payment went through"],
+    "ru": ["Напоминание: платёж в пользу The Daily Bugle всё ещё не прошёл",
+           "Последнее напоминание: ваша поддержка The Daily Bugle скоро прекратится",
+           "Спасибо, платёж прошёл"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("locale", ["en", "ru"])
+def test_follow_up_mails_second_reminder_final_notice_and_recovery_in_both_locales(
+    db: Session, smtp_server: CaughtMail, newsroom: None, locale: str
+) -> None:
+    import time_machine
+
+    from workers.dunning import queue_due_reminders
+
+    reader = make_reader(db, locale=locale)
+    pledge = make_pledge(db, reader, amount_minor=700, currency="eur")
+    payment = make_payment(db, pledge, status="failed")
+    notifications.payment_failed(
+        db, reader=reader, pledge=pledge, payment=payment, hard_decline=False
+    )
+    deliver_pending(db)
+    for days in (3, 10):  # the default schedule
+        with time_machine.travel(utcnow() + timedelta(days=days, minutes=1), tick=False):
+            queue_due_reminders(db, utcnow())
+            deliver_pending(db)
+    payment.status, payment.paid_at = "paid", utcnow()
+    notifications.payment_succeeded(db, reader=reader, pledge=pledge, payment=payment, first=False)
+    deliver_pending(db)
+
+    follow_ups = smtp_server.messages[1:]
+    assert [message["Subject"] for message in follow_ups] == FOLLOW_UPS[locale]
+    money = "€7.00" if locale == "en" else "7,00\xa0€"
+    for message in follow_ups:
+        assert message["Content-Language"] == locale
+        text, html = parts(message)
+        assert money in text and money in html
+        assert "/manage/" in text
+    assert f"R-{payment.id:08d}" in parts(follow_ups[-1])[0]
