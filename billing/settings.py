@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     # How long a send may take before another worker may assume it died and send again.
     email_send_lease_seconds: float = Field(default=300.0, gt=0)
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A private CA that signed the mail relay's certificate (STARTTLS); the system's CAs otherwise.
+    smtp_ca_file: Path | None = None
 
     reader_link_secret: SecretStr = SecretStr("changeme")
     reader_link_max_age_days: int = Field(default=90, ge=1)

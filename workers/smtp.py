@@ -21,7 +21,7 @@ def send_message(message: EmailMessage, settings: Settings) -> None:
             settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds
         ) as smtp:
             if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=settings.smtp_ca_file))
             if settings.smtp_username and settings.smtp_password is not None:
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
             smtp.send_message(message)
