@@ -181,11 +181,8 @@ def _key_for_new_failure(session: Session, invoice_id: str) -> str | None:
 
 def _card_update_marks(session: Session, invoice_id: str) -> list[EmailOutbox]:
     prefix = f"reminder:{invoice_id}:card-updated-"
-    return list(
-        session.scalars(
-            select(EmailOutbox).where(EmailOutbox.dedupe_key.startswith(prefix, autoescape=True))
-        )
-    )
+    query = select(EmailOutbox).where(EmailOutbox.dedupe_key.startswith(prefix, autoescape=True))
+    return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
 def pledge_canceled(
@@ -215,10 +212,13 @@ def _stop_reminders(session: Session, *, pledge: Pledge, invoice_id: str | None)
     prefix = "reminder:" if invoice_id is None else f"reminder:{invoice_id}:"
     cancel_pending(session, pledge_id=pledge.id, key_prefix=prefix)
     reminders = session.scalars(
-        select(EmailOutbox).where(
+        select(EmailOutbox)
+        .where(
             EmailOutbox.pledge_id == pledge.id,
             EmailOutbox.dedupe_key.startswith(prefix, autoescape=True),
         )
+        # Fresh statuses: the UPDATE above and other workers' sends are not in this session yet.
+        .execution_options(populate_existing=True)
     ).all()
     later_steps = range(2, len(get_settings().dunning_schedule_days) + 2)
     for first in [row for row in reminders if row.dedupe_key.endswith(":1")]:

@@ -90,7 +90,7 @@ def list_emails(
 
 def retry_email(session: Session, outbox_id: int) -> EmailOutbox:
     """Give a failed mail a fresh set of attempts, sent once the caller commits."""
-    row = session.get(EmailOutbox, outbox_id, with_for_update=True)
+    row = session.get(EmailOutbox, outbox_id, with_for_update=True, populate_existing=True)
     if row is None:
         raise OutboxError(f"no email with id {outbox_id}")
     if row.status != "failed":

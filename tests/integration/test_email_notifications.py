@@ -316,3 +316,19 @@ def test_an_email_whose_sends_keep_dying_midway_is_failed_after_the_limit(
     db.refresh(row)
     assert (row.status, row.last_error) == ("failed", "no outcome after 2 attempts")
     assert smtp_server.messages == []
+
+
+def test_a_long_lived_session_sees_that_the_reminder_went_out_meanwhile(
+    db: Session, smtp_server: CaughtMail, supporter: tuple[Reader, Pledge]
+) -> None:
+    reader, pledge = supporter
+    payment = make_payment(db, pledge, status="failed")
+    fail(db, reader, pledge, payment)
+    reminder = db.scalars(select(EmailOutbox)).one()  # loaded while still pending
+    assert reminder.status == "pending"
+    assert deliver(reminder.dedupe_key).outcome == "sent"  # by a worker, in its own session
+
+    pay(db, reader, pledge, payment)
+    deliver_pending(db)
+
+    assert subjects(smtp_server)[-1] == "Thank you, your payment went through"
