@@ -251,5 +251,54 @@ def reader_erase(
     typer.echo(f"erased the reader who had the address {email}")
 
 
+outbox_app = typer.Typer(help="Reader emails waiting, sent or failed.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    failed: Annotated[bool, typer.Option("--failed", help="Only emails that gave up.")] = False,
+    status: Annotated[str | None, typer.Option(help="Only emails in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+) -> None:
+    """Show emails in the outbox with their attempts and last error."""
+    from billing.db import session_scope
+    from billing.outbox import OutboxError, list_emails
+
+    if failed and status not in (None, "failed"):
+        raise typer.BadParameter("--failed and --status disagree", param_hint="--status")
+    with session_scope() as session:
+        try:
+            rows = list_emails(session, status="failed" if failed else status, limit=limit)
+        except OutboxError as error:
+            raise typer.BadParameter(str(error), param_hint="--status") from error
+        for row in rows:
+            last_error = (row.last_error or "").replace("\n", " ")[:120]
+            typer.echo(
+                f"{row.id}\t{row.status}\t{row.attempts}\t{row.template}\t{row.to_email}\t"
+                f"{row.dedupe_key}\t{row.updated_at:%Y-%m-%d %H:%M}\t{last_error}"
+            )
+    if not rows:
+        typer.echo("no emails", err=True)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    outbox_id: Annotated[int, typer.Argument(help="The id from `outbox list`.")],
+) -> None:
+    """Send a failed email again, with a fresh set of attempts."""
+    from billing.db import session_scope
+    from billing.outbox import OutboxError, retry_email
+
+    try:
+        with session_scope() as session:
+            row = retry_email(session, outbox_id)
+            summary = f"email {row.id} ({row.template} to {row.to_email}) queued again"
+    except OutboxError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(summary)
+
+
 if __name__ == "__main__":
     app()

@@ -4,12 +4,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.models import EmailOutbox
+from billing.task_queue import enqueue_after_commit
+
+SEND_EMAIL_TASK = "workers.emails.send_email"
+STATUSES = ("pending", "sending", "sent", "failed", "canceled")
 
 
 def queue_email(
@@ -23,10 +28,12 @@ def queue_email(
     pledge_id: uuid.UUID | None = None,
     payment_id: int | None = None,
     send_after: datetime | None = None,
+    status: str = "pending",
 ) -> bool:
     """Add the email in the caller's transaction; False when its key was queued before.
 
-    The caller commits, and enqueues the send only after that commit.
+    The caller commits, and enqueues the send only after that commit. A row written with
+    status "canceled" holds its key so that mail is never sent (e.g. reminders after recovery).
     """
     now = utcnow()
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -40,7 +47,7 @@ def queue_email(
             context=context or {},
             pledge_id=pledge_id,
             payment_id=payment_id,
-            status="pending",
+            status=status,
             attempts=0,
             send_after=send_after or now,
             created_at=now,
@@ -50,3 +57,45 @@ def queue_email(
         .returning(EmailOutbox.id)
     )
     return session.execute(statement).first() is not None
+
+
+def cancel_pending(session: Session, *, pledge_id: uuid.UUID, key_prefix: str) -> int:
+    """Cancel the pledge's unsent mails whose key starts with `key_prefix`; how many."""
+    statement = (
+        update(EmailOutbox)
+        .where(
+            EmailOutbox.pledge_id == pledge_id,
+            EmailOutbox.dedupe_key.startswith(key_prefix, autoescape=True),
+            EmailOutbox.status == "pending",
+        )
+        .values(status="canceled", updated_at=utcnow())
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+class OutboxError(Exception):
+    """An operator asked for something the outbox cannot do; the message says why."""
+
+
+def list_emails(
+    session: Session, *, status: str | None = None, limit: int = 50
+) -> list[EmailOutbox]:
+    if status is not None and status not in STATUSES:
+        raise OutboxError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+    query = select(EmailOutbox).order_by(EmailOutbox.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(EmailOutbox.status == status)
+    return list(session.scalars(query))
+
+
+def retry_email(session: Session, outbox_id: int) -> EmailOutbox:
+    """Give a failed mail a fresh set of attempts, sent once the caller commits."""
+    row = session.get(EmailOutbox, outbox_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise OutboxError(f"no email with id {outbox_id}")
+    if row.status != "failed":
+        raise OutboxError(f"email {outbox_id} is {row.status}; only failed emails are retried")
+    row.status, row.attempts, row.send_after = "pending", 0, utcnow()
+    session.flush()
+    enqueue_after_commit(session, SEND_EMAIL_TASK, row.dedupe_key)
+    return row

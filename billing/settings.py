@@ -1,6 +1,7 @@
 """Every setting the service reads, from the environment or a `.env` file, checked at start-up."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -176,6 +177,43 @@ class Settings(BaseSettings):
                 f"{self.environment} (placeholders are only accepted in development)"
             )
         return self
+
+    # --- Reader emails: the newsroom's identity, links, sending and reminders (issue 4) ---
+    newsroom_name: str = "Our Newsroom"
+    newsroom_address: str = ""
+    # Printed on every receipt, e.g. "VAT ID DE123456789. Donations are not tax-deductible."
+    newsroom_legal_line: str = ""
+    newsroom_support_email: str | None = None
+    newsroom_url: str | None = None
+    # A folder whose templates replace the shipped ones of the same name (e.g. en/receipt.html).
+    email_templates_dir: Path | None = None
+    receipt_number_prefix: str = Field(default="R", max_length=16)
+    # Days after the first failed payment for each later reminder; the last is the final notice.
+    # Keep the last one inside Stripe's retry window (Billing settings), or it comes too late.
+    dunning_schedule_days: Annotated[list[int], NoDecode] = [3, 10]
+    # With the backoff below, 20 attempts ride out roughly six hours of SMTP outage; then the
+    # mail is marked failed for `pledges outbox list --failed` / `pledges outbox retry`.
+    email_max_attempts: int = Field(default=20, ge=1)
+    email_retry_base_seconds: float = Field(default=30.0, gt=0)
+    # Below the broker's visibility timeout, so a delayed retry is never delivered twice.
+    email_retry_max_seconds: float = Field(default=1800.0, gt=0)
+    # How long a send may take before another worker may assume it died and send again.
+    email_send_lease_seconds: float = Field(default=300.0, gt=0)
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A private CA that signed the mail relay's certificate (STARTTLS); the system's CAs otherwise.
+    smtp_ca_file: Path | None = None
+
+    @field_validator("dunning_schedule_days", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("dunning_schedule_days")
+    @classmethod
+    def _schedule_increases(cls, value: list[int]) -> list[int]:
+        if any(day < 1 for day in value) or value != sorted(set(value)):
+            raise ValueError("DUNNING_SCHEDULE_DAYS must be increasing whole days, e.g. 3,10")
+        return value
 
 
 @lru_cache

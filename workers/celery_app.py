@@ -6,7 +6,7 @@ from billing.settings import get_settings
 from billing.task_queue import broker_transport_options
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
-TASK_MODULES: list[str] = ["webhooks.tasks"]
+TASK_MODULES: list[str] = ["webhooks.tasks", "workers.emails", "workers.dunning"]
 
 
 def create_celery() -> Celery:
@@ -26,6 +26,11 @@ def create_celery() -> Celery:
         broker_transport_options=broker_transport_options(settings.celery_broker_url),
         beat_schedule={
             "webhooks-sweep-events": {"task": "webhooks.sweep_events", "schedule": 60.0},
+            "sweep-email-outbox": {"task": "workers.emails.sweep_outbox", "schedule": 60.0},
+            "send-due-reminders": {
+                "task": "workers.dunning.send_due_reminders",
+                "schedule": 15 * 60.0,
+            },
         },
     )
     return celery

@@ -1,0 +1,116 @@
+"""Rendering, locales, reader links and the email settings, without a database."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from billing.settings import Settings, get_settings
+from workers.emails import message_id_for, retry_delay
+from workers.rendering import UnknownTemplate, pick_locale, render_email
+
+CONTEXT: dict[str, Any] = {
+    "newsroom": {"name": "The Bugle", "address": "1 Main St", "legal_line": "Tax ID 1",
+                 "support_email": None, "url": None},
+    "reader_name": None, "manage_url": "https://news.example/manage/t", "interval": "month",
+    "pledge_amount": "€5.00", "amount": "€5.00", "paid_date": "November 26, 2026",
+    "receipt_number": "R-00000001", "period_start": None, "period_end": None,
+    "update_url": "https://news.example/manage/t", "next_attempt_date": None,
+    "refund_amount": None, "refund_date": None,
+}  # fmt: skip
+TEMPLATES = [
+    "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
+    "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
+]  # fmt: skip
+
+
+@pytest.fixture
+def setting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    def change(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield change
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("locale", ["en", "ru"])
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_shipped_template_renders_subject_text_and_html(locale: str, template: str) -> None:
+    rendered = render_email(template, locale, CONTEXT)
+
+    assert rendered.subject and "\n" not in rendered.subject
+    assert "The Bugle" in rendered.text and "\n\n\n" not in rendered.text
+    assert f'<html lang="{locale}">' in rendered.html
+    assert "{{" not in rendered.text + rendered.html
+
+
+@pytest.mark.parametrize(
+    ("asked", "shipped"),
+    [("ru", "ru"), ("ru-RU", "ru"), ("ru_RU", "ru"), ("EN-gb", "en"), ("de", "en"), ("", "en")],
+)
+def test_the_readers_locale_picks_the_closest_shipped_language(asked: str, shipped: str) -> None:
+    assert pick_locale(asked) == shipped
+
+
+def test_unknown_template_is_refused_by_name() -> None:
+    with pytest.raises(UnknownTemplate, match=r"no email template en/thank_you_card\.txt"):
+        render_email("thank_you_card", "en", CONTEXT)
+
+
+def test_a_newsroom_folder_overrides_one_template_and_keeps_the_rest(
+    tmp_path: Path, setting: Any
+) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "receipt.txt").write_text(
+        '{% extends "en/base.txt" %}{% block subject %}Danke, {{ newsroom.name }}{% endblock %}'
+        "{% block content %}Our own words.{% endblock %}"
+    )
+    (tmp_path / "en" / "receipt.html").write_text("<p>Our own words.</p>")
+    setting("EMAIL_TEMPLATES_DIR", str(tmp_path))
+
+    receipt = render_email("receipt", "en", CONTEXT)
+    refund = render_email("refund", "en", {**CONTEXT, "refund_amount": "€1.00"})
+
+    assert receipt.subject == "Danke, The Bugle"
+    assert receipt.text.startswith("Our own words.")
+    assert "Our own words." in receipt.html
+    assert refund.subject == "Your refund from The Bugle"
+
+
+def test_retry_delay_grows_exponentially_with_jitter_and_a_ceiling() -> None:
+    settings = Settings(email_retry_base_seconds=30, email_retry_max_seconds=1800)
+
+    for attempts, ceiling in [(1, 30), (2, 60), (3, 120), (7, 1800), (20, 1800)]:
+        delays = {retry_delay(attempts, settings) for _ in range(20)}
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(delays) > 1
+
+
+def test_message_id_is_the_same_on_every_attempt_and_differs_between_emails() -> None:
+    settings = Settings(mail_from="The Bugle <news@bugle.example>")
+
+    first = message_id_for("receipt:in_1", settings)
+    assert first == message_id_for("receipt:in_1", settings)
+    assert first != message_id_for("receipt:in_2", settings)
+    assert first.endswith("@bugle.example>")
+
+
+@pytest.mark.parametrize("schedule", ["10,3", "0,3", "3,3", "three"])
+def test_a_dunning_schedule_that_does_not_increase_is_refused(schedule: str, setting: Any) -> None:
+    setting("DUNNING_SCHEDULE_DAYS", schedule)
+    with pytest.raises(ValidationError, match=r"DUNNING_SCHEDULE_DAYS|dunning_schedule_days"):
+        Settings(environment="development")
+
+
+def test_the_placeholder_reader_link_secret_is_refused_outside_development(setting: Any) -> None:
+    setting("READER_LINK_SECRET", "changeme")
+    with pytest.raises(ValidationError, match="READER_LINK_SECRET must be set"):
+        Settings(
+            environment="production", stripe_api_key="sk_live_x",
+            stripe_publishable_key="pk_live_x", stripe_webhook_secret="whsec_live",
+        )  # fmt: skip
+    assert Settings(environment="development").reader_link_secret.get_secret_value() == "changeme"

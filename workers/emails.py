@@ -1,0 +1,205 @@
+"""Sending the email outbox: claim a row, render it, hand it to SMTP, mark it sent, at most once.
+
+A row moves pending → sending → sent (or back to pending with a later `send_after` after a
+passing SMTP error, failed after EMAIL_MAX_ATTEMPTS, canceled if the mail no longer makes sense).
+While a row is `sending`, `send_after` is the end of that claim's lease: a redelivered task
+leaves it alone, and only after a crashed worker's lease runs out does the sweep send it again.
+"""
+
+import email.policy
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+import structlog
+from celery import Task
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from billing.db import session_scope, utcnow
+from billing.models import EmailOutbox, Payment, Pledge, Reader
+from billing.notifications import REMINDER_TEMPLATES, SEND_EMAIL_TASK, reminder_is_due_for
+from billing.settings import Settings, get_settings
+from billing.task_queue import send_task
+from workers.celery_app import app
+from workers.mail_context import email_context
+from workers.rendering import pick_locale, render_email
+from workers.smtp import PermanentSmtpError, TransientSmtpError, send_message
+
+log = structlog.get_logger()
+
+# A pending row whose send is this late was never delivered to a worker (broker down, lost task).
+SWEEP_GRACE = timedelta(seconds=60)
+SWEEP_BATCH = 1000
+# Python's header folding drops the space between two encoded words, which turns a long
+# Russian subject's "напоминание: ваша" into "напоминание:ваша"; long lines avoid the folding.
+MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one attempt did: sent, skipped (not ours to send now), canceled, retry or failed."""
+
+    outcome: str
+    retry_in: float | None = None
+
+
+# celery ships no type hints, hence the ignores on its decorators.
+@app.task(name=SEND_EMAIL_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+def send_email(self: Task, dedupe_key: str) -> str:
+    delivery = deliver(dedupe_key)
+    if delivery.retry_in is not None:
+        # The row already says when; this only wakes a worker then. If the broker loses it,
+        # the sweep finds the row.
+        raise self.retry(countdown=delivery.retry_in, max_retries=None)
+    return delivery.outcome
+
+
+@app.task(name="workers.emails.sweep_outbox")  # type: ignore[untyped-decorator]
+def sweep_outbox() -> int:
+    """Re-enqueue mail whose send was lost: pending long past due, or a crashed worker's claim."""
+    now = utcnow()
+    overdue = EmailOutbox.send_after <= now - SWEEP_GRACE
+    with session_scope() as session:
+        keys = session.scalars(
+            select(EmailOutbox.dedupe_key)
+            .where(
+                or_(
+                    and_(EmailOutbox.status == "pending", overdue),
+                    and_(EmailOutbox.status == "sending", EmailOutbox.send_after <= now),
+                )
+            )
+            .order_by(EmailOutbox.send_after)
+            .limit(SWEEP_BATCH)
+        ).all()
+    for key in keys:
+        send_task(SEND_EMAIL_TASK, key)
+    if keys:
+        log.info("outbox_swept", count=len(keys))
+    return len(keys)
+
+
+def deliver(dedupe_key: str) -> Delivery:
+    settings = get_settings()
+    with session_scope() as session:
+        row = _claim(session, dedupe_key, settings)
+        if row is None:
+            return Delivery("skipped")
+        row_id, template = row.id, row.template
+        if row.attempts > settings.email_max_attempts:
+            # Claimed this often without an outcome: each attempt died mid-send (crashes).
+            row.status, row.last_error = "failed", f"no outcome after {row.attempts - 1} attempts"
+            log.error("email_failed", outbox_id=row_id, template=template, error=row.last_error)
+            return Delivery("failed")
+        if not _still_wanted(session, row):
+            row.status = "canceled"
+            log.info("email_canceled", outbox_id=row_id, template=template)
+            return Delivery("canceled")
+        try:
+            message = build_message(session, row, settings)
+        except Exception as error:
+            # A template or context bug: retrying cannot help, an operator must look. (A database
+            # error cannot be recorded here; the claim rolls back and the sweep tries again.)
+            row.status, row.last_error = "failed", f"rendering: {error}"[:2000]
+            log.error("email_failed", outbox_id=row_id, template=template, error=str(error))
+            return Delivery("failed")
+    try:
+        send_message(message, settings)
+    except TransientSmtpError as error:
+        return _record_failure(row_id, str(error), settings, transient=True)
+    except PermanentSmtpError as error:
+        return _record_failure(row_id, str(error), settings, transient=False)
+    with session_scope() as session:
+        session.execute(
+            update(EmailOutbox)
+            .where(EmailOutbox.id == row_id, EmailOutbox.status == "sending")
+            .values(status="sent", sent_at=utcnow(), last_error=None, updated_at=utcnow())
+        )
+    log.info("email_sent", outbox_id=row_id, template=template)
+    return Delivery("sent")
+
+
+def build_message(session: Session, row: EmailOutbox, settings: Settings) -> EmailMessage:
+    rendered = render_email(row.template, row.locale, email_context(session, row, settings))
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message["From"] = settings.mail_from
+    message["To"] = row.to_email
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(utcnow())
+    # The same id on every attempt, so a receiving system can drop a copy sent twice.
+    message["Message-ID"] = row.message_id or message_id_for(row.dedupe_key, settings)
+    message["Auto-Submitted"] = "auto-generated"
+    if settings.newsroom_support_email:
+        message["Reply-To"] = settings.newsroom_support_email
+    message.set_content(rendered.text, cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    # After the body: set_content drops every Content-* header set before it.
+    message["Content-Language"] = pick_locale(row.locale)
+    return message
+
+
+def message_id_for(dedupe_key: str, settings: Settings) -> str:
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    return f"<{hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def retry_delay(attempts: int, settings: Settings) -> float:
+    """Exponential backoff with jitter, so a recovering server is not hit by every row at once."""
+    ceiling = min(
+        settings.email_retry_max_seconds, settings.email_retry_base_seconds * 2 ** (attempts - 1)
+    )
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311  (jitter, not a secret)
+
+
+def _claim(session: Session, dedupe_key: str, settings: Settings) -> EmailOutbox | None:
+    """Take the row for this attempt, atomically: at most one worker holds an unexpired claim."""
+    now = utcnow()
+    return session.scalar(
+        update(EmailOutbox)
+        .where(
+            EmailOutbox.dedupe_key == dedupe_key,
+            EmailOutbox.status.in_(("pending", "sending")),
+            EmailOutbox.send_after <= now,
+        )
+        .values(
+            status="sending",
+            attempts=EmailOutbox.attempts + 1,
+            send_after=now + timedelta(seconds=settings.email_send_lease_seconds),
+            message_id=message_id_for(dedupe_key, settings),
+            updated_at=now,
+        )
+        .returning(EmailOutbox),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _still_wanted(session: Session, row: EmailOutbox) -> bool:
+    """Reminders re-check the ledger at the last moment; an erased reader gets nothing."""
+    pledge = session.get(Pledge, row.pledge_id) if row.pledge_id is not None else None
+    if pledge is not None:
+        reader = session.get(Reader, pledge.reader_id)
+        if reader is not None and reader.erased_at is not None:
+            return False
+    if row.template in REMINDER_TEMPLATES:
+        payment = session.get(Payment, row.payment_id) if row.payment_id is not None else None
+        return reminder_is_due_for(payment, pledge)
+    return True
+
+
+def _record_failure(row_id: int, error: str, settings: Settings, *, transient: bool) -> Delivery:
+    with session_scope() as session:
+        row = session.get_one(EmailOutbox, row_id, with_for_update=True)
+        if row.status != "sending":  # canceled or taken over meanwhile: not ours to record
+            return Delivery("skipped")
+        row.last_error = error[:2000]
+        if transient and row.attempts < settings.email_max_attempts:
+            delay = retry_delay(row.attempts, settings)
+            row.status, row.send_after = "pending", utcnow() + timedelta(seconds=delay)
+            log.warning("email_retry", outbox_id=row_id, attempts=row.attempts, error=error)
+            return Delivery("retry", retry_in=delay)
+        row.status = "failed"
+        log.error("email_failed", outbox_id=row_id, attempts=row.attempts, error=error)
+        return Delivery("failed")

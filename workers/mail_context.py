@@ -1,0 +1,81 @@
+"""What each email template is told: ledger rows as words and amounts in the reader's locale.
+
+Context keys (every key is present; None when it does not apply to that mail):
+newsroom{name, address, legal_line, support_email, url}, reader_name, manage_url, interval,
+pledge_amount, amount, paid_date, receipt_number, period_start, period_end, update_url,
+next_attempt_date, refund_amount, refund_date.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from babel.dates import format_date
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.models import EmailOutbox, Payment, Pledge, Reader, Refund
+from billing.money import format_money
+from billing.reader_links import manage_link
+from billing.settings import Settings
+from workers.rendering import pick_locale
+
+
+def receipt_number(settings: Settings, payment: Payment) -> str:
+    """Stable and unique: our own payment id, never reused."""
+    return f"{settings.receipt_number_prefix}-{payment.id:08d}"
+
+
+def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dict[str, Any]:
+    locale = pick_locale(row.locale)
+    pledge = session.get(Pledge, row.pledge_id) if row.pledge_id is not None else None
+    payment = session.get(Payment, row.payment_id) if row.payment_id is not None else None
+    reader = _reader(session, row, pledge)
+
+    def day(moment: datetime | None) -> str | None:
+        return format_date(moment, format="long", locale=locale) if moment else None
+
+    def money(amount_minor: int, currency: str) -> str:
+        return format_money(amount_minor, currency, locale)
+
+    manage_url = manage_link(pledge.id) if pledge is not None else None
+    refund = _refund(session, row)
+    if row.context.get("stripe_refund_id") and refund is None:
+        # The handler writes the refund before queuing its mail; a mail saying "None" is worse.
+        raise LookupError(f"refund {row.context['stripe_refund_id']} is not in the ledger")
+    if row.payment_id is not None and payment is None:
+        raise LookupError(f"payment {row.payment_id} is not in the ledger")
+    return {
+        "newsroom": {
+            "name": settings.newsroom_name,
+            "address": settings.newsroom_address,
+            "legal_line": settings.newsroom_legal_line,
+            "support_email": settings.newsroom_support_email,
+            "url": settings.newsroom_url,
+        },
+        "reader_name": reader.name if reader is not None else None,
+        "manage_url": manage_url,
+        "interval": pledge.interval if pledge is not None else None,
+        "pledge_amount": money(pledge.charged_minor, pledge.currency) if pledge else None,
+        "amount": money(payment.amount_minor, payment.currency) if payment else None,
+        "paid_date": day(payment.paid_at) if payment else None,
+        "receipt_number": receipt_number(settings, payment) if payment else None,
+        "period_start": day(payment.period_start) if payment else None,
+        "period_end": day(payment.period_end) if payment else None,
+        "update_url": row.context.get("hosted_invoice_url") or manage_url,
+        "next_attempt_date": day(payment.next_attempt_at) if payment else None,
+        "refund_amount": money(refund.amount_minor, refund.currency) if refund else None,
+        "refund_date": day(refund.refunded_at) if refund else None,
+    }
+
+
+def _reader(session: Session, row: EmailOutbox, pledge: Pledge | None) -> Reader | None:
+    if pledge is not None:
+        return session.get(Reader, pledge.reader_id)
+    return session.scalar(select(Reader).where(Reader.email == row.to_email))
+
+
+def _refund(session: Session, row: EmailOutbox) -> Refund | None:
+    stripe_refund_id = row.context.get("stripe_refund_id")
+    if not stripe_refund_id:
+        return None
+    return session.scalar(select(Refund).where(Refund.stripe_refund_id == stripe_refund_id))
