@@ -1,6 +1,7 @@
 """`pledges dev`: the whole service on one machine with embedded defaults, stopped by Ctrl-C."""
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -66,17 +67,21 @@ def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> None:
-        processes.append(subprocess.Popen([python, *args], env=env))
+        # Each child leads its own process group, so stopping it also stops what it forked
+        # (Celery's embedded beat, uvicorn's workers).
+        processes.append(subprocess.Popen([python, *args], env=env, start_new_session=True))
+
+    def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
 
     def stop() -> None:
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
+            signal_group(process, signal.SIGTERM)
         for process in processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            signal_group(process, signal.SIGKILL)
 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
