@@ -13,7 +13,7 @@ from billing.db import session_scope, utcnow
 from billing.models import Pledge
 from billing.stripe_gateway import NotFoundInStripe, StripeReader
 from webhooks import ledger, payments
-from webhooks.errors import EventRejected
+from webhooks.errors import EventRejected, RetryLater
 from webhooks.ledger import Context
 from webhooks.shapes import timestamp
 
@@ -35,7 +35,9 @@ def sync_subscription(stripe: StripeReader, subscription: dict[str, Any]) -> lis
                     f"{subscription.get('status')} (a final status is not reopened)"
                 )
             return ctx.changes
-    except EventRejected as error:
+    except (EventRejected, RetryLater) as error:
+        # One subscription Stripe cannot fully describe (say its customer was deleted) must
+        # not stop the repair of all the others.
         return [f"subscription {subscription_id}: skipped, {error}"]
 
 
@@ -73,11 +75,14 @@ def reconcile(stripe: StripeReader, since: datetime | None = None) -> list[str]:
 def import_subscriptions(
     stripe: StripeReader, since: datetime | None = None, skip: Iterable[str] = ()
 ) -> list[str]:
-    """Backfill pledges and payments for subscriptions that exist only in Stripe."""
+    """Backfill pledges and payments for live subscriptions that exist only in Stripe."""
     skipped, changes = set(skip), []
     for subscription in stripe.subscriptions():
         created = timestamp(subscription.get("created"))
         if subscription["id"] in skipped or (since and created and created < since):
+            continue
+        if subscription.get("status") in ("canceled", "incomplete_expired"):
+            # Only supporters who still give are adopted; ended ones stay history in Stripe.
             continue
         changes += sync_subscription(stripe, subscription)
     return changes
