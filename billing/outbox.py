@@ -5,11 +5,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_for, utcnow
 from billing.models import EmailOutbox
 from billing.task_queue import enqueue_after_commit
 
@@ -36,7 +34,7 @@ def queue_email(
     status "canceled" holds its key so that mail is never sent (e.g. reminders after recovery).
     """
     now = utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     statement = (
         insert(EmailOutbox)
         .values(

@@ -6,11 +6,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_for, utcnow
 from billing.models import StripeEvent
 from billing.task_queue import enqueue_after_commit
 from webhooks.shapes import timestamp
@@ -59,7 +57,7 @@ def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> S
     """
     # An event from the other mode (a live event at a test deployment) is kept, never applied.
     status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     inserted = session.execute(
         insert(StripeEvent)
         .values(

@@ -7,12 +7,10 @@ from typing import Any
 import orjson
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_for, utcnow
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
@@ -258,7 +256,7 @@ def _get_or_create_reader(session: Session, request: PledgeCreate) -> Reader:
         "created_at": utcnow(),
         "updated_at": utcnow(),
     }
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = insert_for(session)
     session.execute(
         insert(Reader).values(**values).on_conflict_do_nothing(index_elements=["email"])
     )
