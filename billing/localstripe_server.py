@@ -6,6 +6,7 @@ localstripe the parts of Stripe's current API that our one flow uses and it lack
 service itself never branches on which Stripe it talks to:
 - a subscription's own `default_payment_method` (create and update), which pays its invoices
   ahead of the customer's default;
+- a canceled or succeeded SetupIntent cannot be confirmed again (localstripe re-opens it);
 - Stripe.js's `createPaymentMethod` (a stub in localstripe's stand-in) and `handleNextAction`,
   the 3-D Secure step for an intent the server confirmed.
 """
@@ -107,9 +108,30 @@ def _teach_subscription_default_payment_method() -> None:
 
     subscription.__init__ = init
     subscription._update = update
-    resources.Invoice._api_pay_invoice = classmethod(pay_invoice)
+    _replace_api(resources.Invoice, "_api_pay_invoice", pay_invoice)
+
+
+def _teach_setup_intents_to_stay_ended() -> None:
+    """Stripe refuses to confirm a canceled or succeeded SetupIntent; localstripe re-opens it."""
+    original_confirm = resources.SetupIntent._api_confirm
+
+    def confirm(cls: Any, id: str, **data: Any) -> Any:
+        status = resources.SetupIntent._api_retrieve(id).status
+        if status in ("canceled", "succeeded"):
+            raise resources.UserError(
+                400, f"You cannot confirm this SetupIntent because it has a status of {status}."
+            )
+        return original_confirm(id, **data)
+
+    _replace_api(resources.SetupIntent, "_api_confirm", confirm)
+
+
+def _replace_api(cls: Any, name: str, function: Callable[..., Any]) -> None:
+    """Swap a class method, including where localstripe's route table already holds it."""
+    original = getattr(cls, name)
+    setattr(cls, name, classmethod(function))
     resources.extra_apis[:] = [
-        (method, url, resources.Invoice._api_pay_invoice if func == original_pay else func)
+        (method, url, getattr(cls, name) if func == original else func)
         for method, url, func in resources.extra_apis
     ]
 
@@ -125,6 +147,7 @@ async def _create_payment_method(request: web.Request) -> web.Response:
 
 def build_app() -> web.Application:
     _teach_subscription_default_payment_method()
+    _teach_setup_intents_to_stay_ended()
     from localstripe import server  # registers its routes from resources.extra_apis on import
 
     original_js = Path(server.__file__).with_name("localstripe-v3.js").read_text()

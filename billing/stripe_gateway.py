@@ -49,6 +49,17 @@ class SetupIntentState:
     status: str
     client_secret: str
     payment_method_id: str | None
+    # The card our server checked and sent; another one there means the 3-D Secure secret was
+    # used to swap cards behind our back.
+    vetted_payment_method_id: str | None = None
+
+    @property
+    def card_ready(self) -> bool:
+        return (
+            self.status == "succeeded"
+            and self.payment_method_id is not None
+            and self.payment_method_id == self.vetted_payment_method_id
+        )
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,11 @@ class StripeGateway:
                 "customer": customer_id,
                 "payment_method_types": ["card"],
                 "usage": "off_session",
-                "metadata": {"pledge_id": pledge_id, "purpose": purpose},
+                "metadata": {
+                    "pledge_id": pledge_id,
+                    "purpose": purpose,
+                    "payment_method": payment_method_id,
+                },
             },
             options={"idempotency_key": f"pledge:{pledge_id}:{purpose}:{payment_method_id}"},
         )
@@ -396,6 +411,7 @@ def _decline_code(error: stripe.CardError) -> str | None:
 
 def _setup_intent_state(setup_intent: stripe.SetupIntent) -> SetupIntentState:
     payment_method = setup_intent.payment_method
+    metadata: dict[str, Any] = setup_intent.to_dict().get("metadata") or {}
     return SetupIntentState(
         id=setup_intent.id,
         status=setup_intent.status,
@@ -403,6 +419,7 @@ def _setup_intent_state(setup_intent: stripe.SetupIntent) -> SetupIntentState:
         payment_method_id=payment_method
         if isinstance(payment_method, str)
         else (payment_method.id if payment_method is not None else None),
+        vetted_payment_method_id=metadata.get("payment_method"),
     )
 
 

@@ -14,7 +14,7 @@ from billing.abuse.limiter import Exceeded, Limits, Scope
 from billing.dependencies import get_session
 from billing.models import Pledge, PledgeStatus, Reader
 from billing.pledges.schemas import CardSubmission
-from billing.pledges.service import PledgeError
+from billing.pledges.service import TOO_MANY_CARDS, PledgeError
 from billing.settings import Settings, get_settings
 from billing.stripe_gateway import (
     CardDeclined,
@@ -169,11 +169,13 @@ def guard_pledge_confirmation(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> CardGuard:
     check_origin(request, settings)
-    pledge = _pending_pledge(session, pledge_id)
+    pledge = _pledge(session, pledge_id)
     reader = session.get(Reader, pledge.reader_id) if pledge is not None else None
     # Nothing was written: end the read so the route locks and reloads the pledge afresh.
     session.rollback()
-    if pledge is None:
+    if pledge is not None and pledge.status == PledgeStatus.FAILED and submission.payment_method:
+        raise Refused(TOO_MANY_CARDS, 429)
+    if pledge is None or pledge.status != PledgeStatus.PENDING:
         # Unknown or settled: the route answers without charging, and no card is read.
         return CardGuard(Limits(settings), [], None)
     return guard_card(
@@ -183,12 +185,9 @@ def guard_pledge_confirmation(
     )  # fmt: skip
 
 
-def _pending_pledge(session: Session, pledge_id: str) -> Pledge | None:
+def _pledge(session: Session, pledge_id: str) -> Pledge | None:
     try:
         key = uuid.UUID(pledge_id)
     except ValueError:
         return None
-    pledge = session.get(Pledge, key)
-    if pledge is None or pledge.status != PledgeStatus.PENDING:
-        return None
-    return pledge
+    return session.get(Pledge, key)

@@ -11,7 +11,7 @@ from billing.db import utcnow
 from billing.manage import mails
 from billing.models import Payment, Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor
-from billing.pledges.service import check_amount
+from billing.pledges.service import AUTHENTICATION_FAILED, check_amount
 from billing.settings import Settings
 from billing.stripe_gateway import CardDeclined, CardInfo, SetupIntentState, StripeGateway
 
@@ -175,11 +175,11 @@ def finish_card_update(
     state = gateway.retrieve_setup_intent(setup_intent_id)
     if state.status == "requires_action":
         raise ManageError("Please confirm the new card with your bank first.")
-    if state.status != "succeeded" or state.payment_method_id is None:
+    if not state.card_ready or state.payment_method_id is None:
         # Ended so its 3-D Secure secret confirms nothing more.
         gateway.cancel_setup_intent(setup_intent_id)
         raise CardDeclined(
-            "Your bank did not confirm the card. Please try again or use another card.",
+            AUTHENTICATION_FAILED,
             f"setup_{state.status}",
         )
     gateway.attach_card(customer_id=customer_id, payment_method_id=state.payment_method_id)
@@ -188,8 +188,8 @@ def finish_card_update(
     )
     brand, last4 = gateway.card_summary(state.payment_method_id)
     mails.card_updated(
-        session, reader=reader, pledge=pledge, setup_intent_id=setup_intent_id, brand=brand,
-        last4=last4,
+        session, reader=reader, pledge=pledge, payment_method_id=state.payment_method_id,
+        brand=brand, last4=last4,
     )  # fmt: skip
 
 

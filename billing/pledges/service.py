@@ -53,7 +53,9 @@ class TooManyCards(PledgeError):
 
 
 TOO_MANY_CARDS = "Too many cards were tried for this pledge. Please start again later."
-AUTHENTICATION_FAILED = "Your bank did not confirm the card. Please try again or use another card."
+AUTHENTICATION_FAILED = (
+    "Your bank could not confirm the payment. Please try again or use another card."
+)
 
 
 def check_amount(settings: Settings, amount: int, currency: str) -> str:
@@ -199,11 +201,12 @@ def _resume(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
 def _after_setup(gateway: StripeGateway, pledge: Pledge, setup: SetupIntentState) -> ChargeOutcome:
     if setup.status == "requires_action":
         return ChargeOutcome("requires_action", setup.id, client_secret=setup.client_secret)
-    if setup.status != "succeeded" or setup.payment_method_id is None:
+    if not setup.card_ready:
         return ChargeOutcome(
             "failed", setup.id, failure_reason=AUTHENTICATION_FAILED,
             failure_code=f"setup_{setup.status}",
         )  # fmt: skip
+    assert setup.payment_method_id is not None
     return _charge(gateway, pledge, setup.payment_method_id)
 
 

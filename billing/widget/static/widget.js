@@ -162,6 +162,15 @@
     return c;
   }
 
+  // The bank may ask twice (saving the card, then the first payment); whatever it answers,
+  // the server hears it and ends a failed attempt.
+  function authenticate(confirmed) {
+    if (confirmed.status !== "requires_action") return confirmed;
+    return stripe.handleNextAction({ clientSecret: confirmed.client_secret }).then(function () {
+      return api("/v1/pledges/" + confirmed.id + "/confirm", {});
+    }).then(authenticate);
+  }
+
   function submit(event) {
     event.preventDefault();
     if (busy) return;
@@ -194,13 +203,7 @@
         if (result.error) throw new Error(stripeMessage(result.error));
         return api("/v1/pledges/" + p.id + "/confirm", { payment_method: result.paymentMethod.id });
       });
-    }).then(function (confirmed) {
-      if (confirmed.status !== "requires_action") return confirmed;
-      // Whatever the bank answers, the server hears it and ends a failed attempt.
-      return stripe.handleNextAction({ clientSecret: confirmed.client_secret }).then(function () {
-        return api("/v1/pledges/" + confirmed.id + "/confirm", {});
-      });
-    }).then(function (confirmed) {
+    }).then(authenticate).then(function (confirmed) {
       if (confirmed.status === "active") return thank(body, c);
       if (!confirmed.cards_left) pending = null;  // this pledge is over: the next try is a new one
       throw new Error(confirmed.reason || S.declined);
