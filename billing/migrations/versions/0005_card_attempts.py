@@ -17,12 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("pledges") as batch:
-        batch.add_column(
-            sa.Column("card_attempts", sa.Integer(), nullable=False, server_default="0")
-        )
+    op.add_column(
+        "pledges", sa.Column("card_attempts", sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("pledges") as batch:
-        batch.drop_column("card_attempts")
+    op.drop_column("pledges", "card_attempts")
