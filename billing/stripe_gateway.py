@@ -49,6 +49,24 @@ class SetupIntentState:
     status: str
     client_secret: str
     payment_method_id: str | None
+    # The card our server checked and sent; another one there means the 3-D Secure secret was
+    # used to swap cards behind our back.
+    vetted_payment_method_id: str | None = None
+
+    @property
+    def card_ready(self) -> bool:
+        return (
+            self.status == "succeeded"
+            and self.payment_method_id is not None
+            and self.payment_method_id == self.vetted_payment_method_id
+        )
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    id: str
+    customer_id: str | None
+    fingerprint: str | None
 
 
 @dataclass(frozen=True)
@@ -100,17 +118,47 @@ class StripeGateway:
         )
         return str(customer.id)
 
-    def create_setup_intent(self, *, customer_id: str, pledge_id: str) -> SetupIntentState:
+    def payment_method_card(self, payment_method_id: str) -> CardInfo:
+        """Who owns the card and its fingerprint, read before the card is used for anything."""
+        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
+        card = payment_method.card
+        if payment_method.type != "card" or card is None:
+            raise CardDeclined("Please pay with a card.", "payment_method_type")
+        customer = payment_method.customer
+        return CardInfo(
+            id=payment_method.id,
+            customer_id=customer if isinstance(customer, str) or customer is None else customer.id,
+            fingerprint=str(card.fingerprint) if card.fingerprint else None,
+        )
+
+    def confirm_setup(
+        self, *, customer_id: str, payment_method_id: str, pledge_id: str, purpose: str
+    ) -> SetupIntentState:
+        """Save a card for off-session use, confirmed here so no browser ever confirms a card.
+
+        A decline raises CardDeclined; a card that asks for 3-D Secure comes back
+        `requires_action`, and its client secret is the only one a browser ever receives.
+        """
         setup_intent = self._call(
             self._client.v1.setup_intents.create,
             params={
                 "customer": customer_id,
                 "payment_method_types": ["card"],
                 "usage": "off_session",
-                "metadata": {"pledge_id": pledge_id},
+                "metadata": {
+                    "pledge_id": pledge_id,
+                    "purpose": purpose,
+                    "payment_method": payment_method_id,
+                },
             },
-            options={"idempotency_key": f"pledge:{pledge_id}:setup_intent"},
+            options={"idempotency_key": f"pledge:{pledge_id}:{purpose}:{payment_method_id}"},
         )
+        if setup_intent.status in ("requires_payment_method", "requires_confirmation"):
+            setup_intent = self._call(
+                self._client.v1.setup_intents.confirm,
+                setup_intent.id,
+                params={"payment_method": payment_method_id},
+            )
         return _setup_intent_state(setup_intent)
 
     def retrieve_setup_intent(self, setup_intent_id: str) -> SetupIntentState:
@@ -118,7 +166,16 @@ class StripeGateway:
             self._call(self._client.v1.setup_intents.retrieve, setup_intent_id)
         )
 
-    def make_default_payment_method(self, *, customer_id: str, payment_method_id: str) -> None:
+    def cancel_setup_intent(self, setup_intent_id: str) -> None:
+        """End an intent whose card failed, so its client secret confirms nothing more."""
+        with contextlib.suppress(NotFoundInStripe, GatewayError):
+            self._call(self._client.v1.setup_intents.cancel, setup_intent_id)
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> None:
+        with contextlib.suppress(NotFoundInStripe, GatewayError):
+            self._call(self._client.v1.payment_intents.cancel, payment_intent_id)
+
+    def attach_card(self, *, customer_id: str, payment_method_id: str) -> None:
         # Real Stripe attaches the card when the SetupIntent names a customer; localstripe does
         # not, and attaching an attached card to the same customer is a no-op on both.
         payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
@@ -128,10 +185,13 @@ class StripeGateway:
                 payment_method_id,
                 params={"customer": customer_id},
             )
+
+    def pay_subscription_with(self, *, subscription_id: str, payment_method_id: str) -> None:
+        """The card that pays this one subscription, whatever the customer's default is."""
         self._call(
-            self._client.v1.customers.update,
-            customer_id,
-            params={"invoice_settings": {"default_payment_method": payment_method_id}},
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            params={"default_payment_method": payment_method_id},
         )
 
     def ensure_plan(self, *, amount_minor: int, currency: str, interval: str) -> str:
@@ -161,17 +221,20 @@ class StripeGateway:
         return plan_id
 
     def start_subscription(
-        self, *, customer_id: str, plan_id: str, pledge_id: str
+        self, *, customer_id: str, plan_id: str, payment_method_id: str, pledge_id: str
     ) -> ChargeOutcome:
+        # The pledge's own card pays it: an unverified pledge under a known email must never
+        # become the card of the reader's other pledges (no customer-wide default).
         subscription = self._call(
             self._client.v1.subscriptions.create,
             params={
                 "customer": customer_id,
                 "items": [{"plan": plan_id}],
+                "default_payment_method": payment_method_id,
                 "metadata": {"pledge_id": pledge_id},
                 "expand": ["latest_invoice"],
             },
-            options={"idempotency_key": f"pledge:{pledge_id}:subscription"},
+            options={"idempotency_key": f"pledge:{pledge_id}:subscription:{payment_method_id}"},
         )
         return self._subscription_outcome(subscription)
 
@@ -207,7 +270,9 @@ class StripeGateway:
                     "off_session": True,
                     "metadata": {"pledge_id": pledge_id},
                 },
-                options={"idempotency_key": f"pledge:{pledge_id}:payment_intent"},
+                options={
+                    "idempotency_key": f"pledge:{pledge_id}:payment_intent:{payment_method_id}"
+                },
             )
         except stripe.CardError as error:
             failed_intent = error.error.payment_intent if error.error else None
@@ -291,15 +356,6 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise _gateway_error(error) from error
 
-    def card_fingerprint(self, setup_intent_id: str) -> str | None:
-        """The card's fingerprint (the same card gives the same value), None before a card."""
-        payment_method_id = self.retrieve_setup_intent(setup_intent_id).payment_method_id
-        if payment_method_id is None:
-            return None
-        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
-        card = payment_method.card
-        return str(card.fingerprint) if card is not None and card.fingerprint else None
-
     def switch_plan(self, *, subscription_id: str, plan_id: str, change_id: str) -> None:
         """Move the subscription's one item to another Plan (a new amount or interval)."""
         subscription = self._call(self._client.v1.subscriptions.retrieve, subscription_id)
@@ -318,21 +374,6 @@ class StripeGateway:
             subscription_id,
             params={"pause_collection": {"behavior": "void", "resumes_at": resumes_at}},
         )
-
-    def create_card_update_intent(
-        self, *, customer_id: str, pledge_id: str, attempt_id: str
-    ) -> SetupIntentState:
-        setup_intent = self._call(
-            self._client.v1.setup_intents.create,
-            params={
-                "customer": customer_id,
-                "payment_method_types": ["card"],
-                "usage": "off_session",
-                "metadata": {"pledge_id": pledge_id, "purpose": "card_update"},
-            },
-            options={"idempotency_key": f"pledge:{pledge_id}:card_update:{attempt_id}"},
-        )
-        return _setup_intent_state(setup_intent)
 
     def setup_intent_owner(self, setup_intent_id: str) -> tuple[str | None, str | None]:
         """(customer id, pledge id in metadata) of a SetupIntent, to check who may use it."""
@@ -370,6 +411,7 @@ def _decline_code(error: stripe.CardError) -> str | None:
 
 def _setup_intent_state(setup_intent: stripe.SetupIntent) -> SetupIntentState:
     payment_method = setup_intent.payment_method
+    metadata: dict[str, Any] = setup_intent.to_dict().get("metadata") or {}
     return SetupIntentState(
         id=setup_intent.id,
         status=setup_intent.status,
@@ -377,6 +419,7 @@ def _setup_intent_state(setup_intent: stripe.SetupIntent) -> SetupIntentState:
         payment_method_id=payment_method
         if isinstance(payment_method, str)
         else (payment_method.id if payment_method is not None else None),
+        vetted_payment_method_id=metadata.get("payment_method"),
     )
 
 
@@ -416,6 +459,13 @@ class StripeReader:
 
     def subscription(self, subscription_id: str) -> dict[str, Any]:
         return self._document(self._client.v1.subscriptions.retrieve, subscription_id)
+
+    # The writes a webhook handler makes: ending an intent whose card failed.
+    def cancel_setup_intent(self, setup_intent_id: str) -> None:
+        self._gateway.cancel_setup_intent(setup_intent_id)
+
+    def cancel_payment_intent(self, payment_intent_id: str) -> None:
+        self._gateway.cancel_payment_intent(payment_intent_id)
 
     def customer(self, customer_id: str) -> dict[str, Any]:
         return self._document(self._client.v1.customers.retrieve, customer_id)

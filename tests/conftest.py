@@ -139,35 +139,41 @@ class BrowserStripe:
         self.api_base = api_base
         self.publishable_key = publishable_key
 
-    def confirm_card_setup(
-        self, client_secret: str, card_number: str, complete_3ds: bool = True
-    ) -> dict[str, Any]:
-        setup_intent_id = client_secret.split("_secret_")[0]
-        url = f"{self.api_base}/v1/setup_intents/{setup_intent_id}/confirm"
+    def create_payment_method(self, card_number: str) -> str:
+        """`stripe.createPaymentMethod`: card details to a PaymentMethod id, nothing charged."""
         card = {"number": card_number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-        body = {
-            "key": self.publishable_key,
-            "client_secret": client_secret,
-            "payment_method_data": {"type": "card", "card": card},
-        }
-        response = httpx.post(url, json=body).json()
-        if response.get("status") == "requires_action":
-            action = "confirm" if complete_3ds else "cancel"
-            response = httpx.post(
-                f"{self.api_base}/v1/setup_intents/{setup_intent_id}/{action}",
-                json={"key": self.publishable_key, "client_secret": client_secret},
-            ).json()
-        return dict(response)
-
-    def confirm_card_payment(self, client_secret: str, success: bool = True) -> dict[str, Any]:
-        payment_intent_id = client_secret.split("_secret_")[0]
-        url = f"{self.api_base}/v1/payment_intents/{payment_intent_id}/_authenticate"
         response = httpx.post(
-            url,
-            params={"success": "true" if success else "false"},
-            json={"key": self.publishable_key, "client_secret": client_secret},
+            f"{self.api_base}/js.stripe.com/v3/payment_methods",
+            json={"key": self.publishable_key, "type": "card", "card": card},
         )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def handle_next_action(self, client_secret: str, success: bool = True) -> dict[str, Any]:
+        """`stripe.handleNextAction`: the reader completes or fails 3-D Secure."""
+        intent_id = client_secret.split("_secret_")[0]
+        body = {"key": self.publishable_key, "client_secret": client_secret}
+        if intent_id.startswith("seti_"):
+            action = "confirm" if success else "cancel"
+            url = f"{self.api_base}/v1/setup_intents/{intent_id}/{action}"
+            return dict(httpx.post(url, json=body).json())
+        url = f"{self.api_base}/v1/payment_intents/{intent_id}/_authenticate"
+        response = httpx.post(url, params={"success": "true" if success else "false"}, json=body)
         return dict(response.json())
+
+    def try_card_at_stripe(self, client_secret: str, card_number: str) -> int:
+        """What a card tester does with a leaked SetupIntent secret: confirm a card at Stripe."""
+        intent_id = client_secret.split("_secret_")[0]
+        card = {"number": card_number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+        response = httpx.post(
+            f"{self.api_base}/v1/setup_intents/{intent_id}/confirm",
+            json={
+                "key": self.publishable_key,
+                "client_secret": client_secret,
+                "payment_method_data": {"type": "card", "card": card},
+            },
+        )
+        return response.status_code
 
 
 @pytest.fixture

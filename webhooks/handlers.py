@@ -8,6 +8,7 @@ import structlog
 from sqlalchemy import select
 
 from billing import notifications
+from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
 from billing.db import utcnow
 from billing.models import Payment, Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe
@@ -116,6 +117,19 @@ def setup_intent_succeeded(ctx: Context, setup_intent: dict[str, Any]) -> None:
         pledge.stripe_setup_intent_id = str(setup_intent["id"])
 
 
+def setup_intent_failed(ctx: Context, setup_intent: dict[str, Any]) -> None:
+    """Second line against card testing: an intent a card failed on confirms nothing more.
+
+    The confirm route tries every card itself and ends a failed intent at once; a failure that
+    Stripe reports on its own means the 3-D Secure secret was used from somewhere else.
+    """
+    intent_id = str(setup_intent["id"])
+    if _pledge_named_by(ctx, setup_intent, stripe_setup_intent_id=intent_id) is None:
+        return
+    ctx.stripe.cancel_setup_intent(intent_id)
+    ctx.changes.append(f"setup intent {intent_id}: canceled after a failure")
+
+
 def payment_intent_succeeded(ctx: Context, payment_intent: dict[str, Any]) -> None:
     """A one-time gift paid; PaymentIntents of invoices are recorded by the invoice events."""
     pledge = _gift_pledge(ctx, payment_intent)
@@ -152,7 +166,12 @@ def payment_intent_failed(ctx: Context, payment_intent: dict[str, Any]) -> None:
     payment.status, payment.failed_at = "failed", payment.failed_at or ctx.event_at
     payment.failure_code = error.get("decline_code") or error.get("code")
     payment.failure_message = (error.get("message") or "")[:500] or None
-    if pledge.status == PledgeStatus.PENDING and ledger.move_pledge(
+    if pledge.status != PledgeStatus.PENDING:
+        return
+    # Its secret may have reached a browser for 3-D Secure: end it, as a failed setup is ended.
+    ctx.stripe.cancel_payment_intent(str(payment_intent["id"]))
+    # The reader may still try another card; the confirm route fails the pledge after the last.
+    if pledge.card_attempts >= MAX_CARDS_PER_PLEDGE and ledger.move_pledge(
         ctx, pledge, PledgeStatus.FAILED, ctx.event_at
     ):
         pledge.failure_reason = pledge.failure_reason or payment.failure_message
@@ -177,6 +196,7 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.closed": dispute_changed,
     "customer.updated": customer_updated,
     "setup_intent.succeeded": setup_intent_succeeded,
+    "setup_intent.setup_failed": setup_intent_failed,
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
 }

@@ -1,5 +1,6 @@
 """FastAPI dependencies that stand in front of the pledge routes and refuse abusive requests."""
 
+import ipaddress
 import uuid
 from typing import Annotated, Any
 
@@ -12,9 +13,16 @@ from billing.abuse import captcha
 from billing.abuse.limiter import Exceeded, Limits, Scope
 from billing.dependencies import get_session
 from billing.models import Pledge, PledgeStatus, Reader
-from billing.pledges.service import PledgeError
+from billing.pledges.schemas import CardSubmission
+from billing.pledges.service import TOO_MANY_CARDS, PledgeError
 from billing.settings import Settings, get_settings
-from billing.stripe_gateway import StripeGateway, get_gateway
+from billing.stripe_gateway import (
+    CardDeclined,
+    CardInfo,
+    NotFoundInStripe,
+    StripeGateway,
+    get_gateway,
+)
 
 log = structlog.get_logger()
 HONEYPOT_FIELD = "website"
@@ -26,7 +34,7 @@ class Refused(PledgeError):
         self.status_code = status_code
 
 
-def _too_many(exceeded: Exceeded) -> Refused:
+def too_many(exceeded: Exceeded) -> Refused:
     minutes = max(1, round(exceeded.retry_after_seconds / 60))
     if exceeded.reason == "declines":
         message = f"Too many declined cards. Please try again in {minutes} minutes."
@@ -51,6 +59,20 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def client_network(request: Request) -> str:
+    """What per-IP limits count: an IPv6 address as its /64, which one subscriber holds whole."""
+    host = client_ip(request)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 async def guard_pledge_creation(
     request: Request, settings: Annotated[Settings, Depends(get_settings)]
 ) -> None:
@@ -66,7 +88,7 @@ async def guard_pledge_creation(
         raise Refused("We could not take this pledge. Please reload the page and try again.", 400)
 
     limits = Limits(settings)
-    sources: list[tuple[Scope, str]] = [("ip", client_ip(request))]
+    sources: list[tuple[Scope, str]] = [("ip", client_network(request))]
     email = fields.get("email")
     if isinstance(email, str) and email.strip():
         sources.append(("email", email))
@@ -74,7 +96,7 @@ async def guard_pledge_creation(
         exceeded = await run_in_threadpool(limits.attempt, scope, value)
         exceeded = exceeded or await run_in_threadpool(limits.declines_exhausted, scope, value)
         if exceeded:
-            raise _too_many(exceeded)
+            raise too_many(exceeded)
 
     if settings.captcha_provider != "none":
         token = request.headers.get("captcha-token", "")
@@ -88,56 +110,84 @@ async def guard_pledge_creation(
             raise Refused("Please complete the verification and try again.", 400)
 
 
-class ConfirmGuard:
-    """Who is confirming: checked before the charge, told about declines after it."""
+class CardGuard:
+    """Who is trying a card: checked before Stripe sees it, told about declines after it."""
 
-    def __init__(self, limits: Limits, sources: list[tuple[Scope, str]]) -> None:
-        self._limits = limits
+    def __init__(self, limits: Limits, sources: list[tuple[Scope, str]], card: CardInfo | None):
+        self.limits = limits
         self._sources = sources
+        self.card = card
 
     def outcome(self, status: str) -> None:
         if status == PledgeStatus.FAILED:
             for scope, value in self._sources:
-                self._limits.declined(scope, value)
+                self.limits.declined(scope, value)
+
+
+def guard_card(
+    *,
+    request: Request,
+    gateway: StripeGateway,
+    settings: Settings,
+    email: str | None,
+    payment_method_id: str | None,
+    purpose: str,
+) -> CardGuard:
+    """Per-card attempts, then refusal while this network, email or card keeps being declined.
+
+    The card is read from Stripe by its id before anything is charged, so a card tester's list
+    meets the per-card limit and the decline limits card by card.
+    """
+    limits = Limits(settings)
+    sources: list[tuple[Scope, str]] = [("ip", client_network(request))]
+    if email:
+        sources.append(("email", email))
+    card = None
+    if payment_method_id is not None:
+        try:
+            card = gateway.payment_method_card(payment_method_id)
+        except NotFoundInStripe:
+            raise Refused("This card was not found. Please enter it again.", 422) from None
+        except CardDeclined as declined:
+            raise Refused(declined.reason, 422) from None
+        if card.fingerprint:
+            sources.append(("card", card.fingerprint))
+            if exceeded := limits.attempt("card", card.fingerprint, purpose=purpose):
+                raise too_many(exceeded)
+    for scope, value in sources:
+        if exceeded := limits.declines_exhausted(scope, value):
+            raise too_many(exceeded)
+    return CardGuard(limits, sources, card)
 
 
 def guard_pledge_confirmation(
     pledge_id: str,
+    submission: CardSubmission,
     request: Request,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
     settings: Annotated[Settings, Depends(get_settings)],
-) -> ConfirmGuard:
-    """Origin, per-card limit, and refusal while this IP, email or card keeps being declined."""
+) -> CardGuard:
     check_origin(request, settings)
-    limits = Limits(settings)
-    sources: list[tuple[Scope, str]] = [("ip", client_ip(request))]
-    pledge = _pending_pledge(session, pledge_id)
-    if pledge is None:
-        return ConfirmGuard(limits, [])  # unknown or settled: the route answers without charging
-    reader = session.get(Reader, pledge.reader_id)
-    if reader is not None:
-        sources.append(("email", reader.email))
-    if pledge.stripe_setup_intent_id:
-        fingerprint = gateway.card_fingerprint(pledge.stripe_setup_intent_id)
-        if fingerprint:
-            sources.append(("card", fingerprint))
-            if exceeded := limits.attempt("card", fingerprint):
-                raise _too_many(exceeded)
+    pledge = _pledge(session, pledge_id)
+    reader = session.get(Reader, pledge.reader_id) if pledge is not None else None
     # Nothing was written: end the read so the route locks and reloads the pledge afresh.
     session.rollback()
-    for scope, value in sources:
-        if exceeded := limits.declines_exhausted(scope, value):
-            raise _too_many(exceeded)
-    return ConfirmGuard(limits, sources)
+    if pledge is not None and pledge.status == PledgeStatus.FAILED and submission.payment_method:
+        raise Refused(TOO_MANY_CARDS, 429)
+    if pledge is None or pledge.status != PledgeStatus.PENDING:
+        # Unknown or settled: the route answers without charging, and no card is read.
+        return CardGuard(Limits(settings), [], None)
+    return guard_card(
+        request=request, gateway=gateway, settings=settings,
+        email=reader.email if reader is not None else None,
+        payment_method_id=submission.payment_method, purpose="pledge",
+    )  # fmt: skip
 
 
-def _pending_pledge(session: Session, pledge_id: str) -> Pledge | None:
+def _pledge(session: Session, pledge_id: str) -> Pledge | None:
     try:
         key = uuid.UUID(pledge_id)
     except ValueError:
         return None
-    pledge = session.get(Pledge, key)
-    if pledge is None or pledge.status != PledgeStatus.PENDING:
-        return None
-    return pledge
+    return session.get(Pledge, key)

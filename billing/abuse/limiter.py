@@ -13,9 +13,12 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 
 from billing.settings import Settings
 
+# A card tester needs many cards; a reader whose card is declined needs one or two more.
+MAX_CARDS_PER_PLEDGE = 3
+
 log = structlog.get_logger()
 
-Scope = Literal["ip", "email", "card"]
+Scope = Literal["ip", "email", "card", "pledge"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Limits:
             "ip": parse(settings.rate_limit_per_ip),
             "email": parse(settings.rate_limit_per_email),
             "card": parse(settings.rate_limit_per_card),
+            # Card updates of one pledge (the pledge form counts its cards in the ledger).
+            "pledge": parse(f"{MAX_CARDS_PER_PLEDGE}/day"),
         }
         self._declines = parse(settings.decline_limit)
 

@@ -74,13 +74,14 @@ def paused(session: Session, *, reader: Reader, pledge: Pledge, resumes_at: date
 
 
 def card_updated(
-    session: Session, *, reader: Reader, pledge: Pledge, setup_intent_id: str, brand: str,
+    session: Session, *, reader: Reader, pledge: Pledge, payment_method_id: str, brand: str,
     last4: str,
 ) -> None:  # fmt: skip
-    """Template `card_updated`: manage_url, card_brand, card_last4."""
+    """Template `card_updated`: manage_url, card_brand, card_last4; once per pledge and card."""
     context = {"manage_url": manage_link(pledge.id), "card_brand": brand, "card_last4": last4}
     _queue(
-        session, key=f"card_updated:{setup_intent_id}", template="card_updated", reader=reader,
+        session, key=f"card_updated:{pledge.id}:{payment_method_id}", template="card_updated",
+        reader=reader,
         pledge=pledge, context=context,
     )  # fmt: skip
 

@@ -3,7 +3,7 @@
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -11,17 +11,18 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from billing.abuse.guards import client_ip
+from billing.abuse.guards import client_ip, guard_card, too_many
 from billing.abuse.limiter import Limits
 from billing.dependencies import get_session
 from billing.manage import data_rights, service
 from billing.manage.strings import request_locale, strings_for
 from billing.models import Pledge, Reader
 from billing.money import CURRENCY_EXPONENTS, format_money, minor_per_major
+from billing.pledges.schemas import CardSubmission
 from billing.pledges.service import PledgeError
 from billing.reader_links import pledge_id_from_token
 from billing.settings import Settings, get_settings
-from billing.stripe_gateway import GatewayError, StripeGateway, get_gateway
+from billing.stripe_gateway import CardDeclined, GatewayError, StripeGateway, get_gateway
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["money"] = lambda minor, currency, locale="en": format_money(
@@ -220,9 +221,11 @@ def pause(
     return _run_change(request, session, settings, token, change, "pause")
 
 
-class CardUpdateStarted(BaseModel):
-    client_secret: str
-    publishable_key: str
+class CardUpdateAnswer(BaseModel):
+    status: Literal["updated", "requires_action", "failed"]
+    message: str = ""
+    client_secret: str | None = None
+    setup_intent_id: str | None = None
 
 
 class CardUpdateConfirm(BaseModel):
@@ -235,23 +238,47 @@ def _json_error(message: str, status: int) -> JSONResponse:
     )
 
 
+CARD_UPDATED = "Your new card will be used from the next payment."
+
+
 @router.post("/{token}/card", response_model=None)
-def start_card_update(
+def update_card(
     token: str,
+    submission: CardSubmission,
+    request: Request,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
     settings: Annotated[Settings, Depends(get_settings)],
-) -> CardUpdateStarted | JSONResponse:
-    found = _pledge_for(session, token)
+) -> CardUpdateAnswer | JSONResponse:
+    """The new card as a PaymentMethod id; the server confirms it, as the pledge form does."""
+    found = _pledge_for(session, token, for_update=True)
     if found is None:
         return _json_error(INVALID_LINK, 404)
+    pledge, reader = found
+    if submission.payment_method is None:
+        return _json_error("Enter the new card first.", 422)
     try:
-        state = service.start_card_update(gateway, pledge=found[0])
+        guard = guard_card(
+            request=request, gateway=gateway, settings=settings, email=reader.email,
+            payment_method_id=submission.payment_method, purpose="card_update",
+        )  # fmt: skip
+        if exceeded := guard.limits.attempt("pledge", str(pledge.id), purpose="card_update"):
+            raise too_many(exceeded)
+        assert guard.card is not None
+        state = service.update_card(session, gateway, pledge=pledge, reader=reader, card=guard.card)
+    except PledgeError as error:
+        return _json_error(error.message, error.status_code)
     except service.ManageError as error:
         return _json_error(error.message, error.status_code)
-    return CardUpdateStarted(
-        client_secret=state.client_secret, publishable_key=settings.stripe_publishable_key
-    )
+    except CardDeclined as declined:
+        guard.outcome("failed")
+        return _json_error(declined.reason, 402)
+    session.commit()
+    if state.status == "requires_action":
+        return CardUpdateAnswer(
+            status="requires_action", client_secret=state.client_secret, setup_intent_id=state.id
+        )
+    return CardUpdateAnswer(status="updated", message=CARD_UPDATED)
 
 
 @router.post("/{token}/card/confirm", response_model=None)
@@ -260,7 +287,8 @@ def finish_card_update(
     body: CardUpdateConfirm,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
-) -> dict[str, str] | JSONResponse:
+) -> CardUpdateAnswer | JSONResponse:
+    """After the bank's 3-D Secure step for the card sent to `/card`."""
     found = _pledge_for(session, token, for_update=True)
     if found is None:
         return _json_error(INVALID_LINK, 404)
@@ -270,8 +298,10 @@ def finish_card_update(
         )
     except service.ManageError as error:
         return _json_error(error.message, error.status_code)
+    except CardDeclined as declined:
+        return _json_error(declined.reason, 402)
     session.commit()
-    return {"status": "updated", "message": "Your new card will be used from the next payment."}
+    return CardUpdateAnswer(status="updated", message=CARD_UPDATED)
 
 
 @router.get("/{token}/export", response_model=None)

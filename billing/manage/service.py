@@ -11,9 +11,9 @@ from billing.db import utcnow
 from billing.manage import mails
 from billing.models import Payment, Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor
-from billing.pledges.service import check_amount
+from billing.pledges.service import AUTHENTICATION_FAILED, check_amount
 from billing.settings import Settings
-from billing.stripe_gateway import SetupIntentState, StripeGateway
+from billing.stripe_gateway import CardDeclined, CardInfo, SetupIntentState, StripeGateway
 
 # Statuses in which a subscription still runs and can be changed, paused or ended.
 RUNNING = frozenset({PledgeStatus.ACTIVE, PledgeStatus.PAST_DUE, PledgeStatus.PAUSED})
@@ -133,14 +133,26 @@ def pause(session: Session, gateway: StripeGateway, *, pledge: Pledge, reader: R
     mails.paused(session, reader=reader, pledge=pledge, resumes_at=resumes_at)
 
 
-def start_card_update(gateway: StripeGateway, *, pledge: Pledge) -> SetupIntentState:
-    """A fresh SetupIntent for the card field on the manage page."""
+def update_card(
+    session: Session, gateway: StripeGateway, *, pledge: Pledge, reader: Reader, card: CardInfo
+) -> SetupIntentState:
+    """Try the reader's new card for this pledge; done at once unless 3-D Secure is asked.
+
+    The server confirms the card itself, so the manage page never holds a secret that could
+    confirm another card. A declined card raises CardDeclined.
+    """
     _require_running(pledge)
     if pledge.stripe_customer_id is None:
         raise ManageError("This pledge has no card to replace.")
-    return gateway.create_card_update_intent(
-        customer_id=pledge.stripe_customer_id, pledge_id=str(pledge.id), attempt_id=uuid.uuid4().hex
-    )
+    if card.customer_id not in (None, pledge.stripe_customer_id):
+        raise ManageError("This card cannot be used here. Please enter it again.")
+    state = gateway.confirm_setup(
+        customer_id=pledge.stripe_customer_id, payment_method_id=card.id,
+        pledge_id=str(pledge.id), purpose="card_update",
+    )  # fmt: skip
+    if state.status == "succeeded":
+        finish_card_update(session, gateway, pledge=pledge, reader=reader, setup_intent_id=state.id)
+    return state
 
 
 def finish_card_update(
@@ -151,8 +163,8 @@ def finish_card_update(
     reader: Reader,
     setup_intent_id: str,
 ) -> None:
-    """Make the confirmed card the one future payments use; repeating it mails once."""
-    _require_running(pledge)
+    """Make the confirmed card the one this pledge's payments use; repeating it mails once."""
+    subscription_id = _require_running(pledge)
     customer_id, owner_pledge_id = gateway.setup_intent_owner(setup_intent_id)
     if (
         customer_id is None
@@ -161,15 +173,23 @@ def finish_card_update(
     ):
         raise ManageError("This card update does not belong to this pledge.", 404)
     state = gateway.retrieve_setup_intent(setup_intent_id)
-    if state.status != "succeeded" or state.payment_method_id is None:
-        raise ManageError("The new card has not been confirmed yet.")
-    gateway.make_default_payment_method(
-        customer_id=customer_id, payment_method_id=state.payment_method_id
+    if state.status == "requires_action":
+        raise ManageError("Please confirm the new card with your bank first.")
+    if not state.card_ready or state.payment_method_id is None:
+        # Ended so its 3-D Secure secret confirms nothing more.
+        gateway.cancel_setup_intent(setup_intent_id)
+        raise CardDeclined(
+            AUTHENTICATION_FAILED,
+            f"setup_{state.status}",
+        )
+    gateway.attach_card(customer_id=customer_id, payment_method_id=state.payment_method_id)
+    gateway.pay_subscription_with(
+        subscription_id=subscription_id, payment_method_id=state.payment_method_id
     )
     brand, last4 = gateway.card_summary(state.payment_method_id)
     mails.card_updated(
-        session, reader=reader, pledge=pledge, setup_intent_id=setup_intent_id, brand=brand,
-        last4=last4,
+        session, reader=reader, pledge=pledge, payment_method_id=state.payment_method_id,
+        brand=brand, last4=last4,
     )  # fmt: skip
 
 

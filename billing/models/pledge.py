@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     Uuid,
@@ -102,6 +103,8 @@ class Pledge(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Cards tried at confirm; a pledge form may try a few, never a card tester's list.
+    card_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     # `created` of the newest Stripe event or object state applied; older news never wins.
     stripe_state_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, status
 from sqlalchemy.orm import Session
 
-from billing.abuse.guards import ConfirmGuard, guard_pledge_confirmation, guard_pledge_creation
+from billing.abuse.guards import CardGuard, guard_pledge_confirmation, guard_pledge_creation
 from billing.dependencies import get_session
 from billing.pledges import service
-from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
+from billing.pledges.schemas import CardSubmission, PledgeConfirmed, PledgeCreate, PledgeCreated
 from billing.settings import Settings, get_settings
 from billing.stripe_gateway import StripeGateway, get_gateway
 
@@ -38,7 +38,7 @@ def create_pledge(
     settings: Annotated[Settings, Depends(get_settings)],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> PledgeCreated:
-    """Start a pledge: returns a SetupIntent client secret for Stripe.js to confirm the card."""
+    """Start a pledge; the card follows to `/confirm` as a PaymentMethod id."""
     created = service.create_pledge(session, gateway, settings, request, idempotency_key)
     session.commit()
     return created
@@ -47,12 +47,16 @@ def create_pledge(
 @router.post("/{pledge_id}/confirm", responses=ERRORS)  # type: ignore[arg-type]
 def confirm_pledge(
     pledge_id: str,
+    submission: CardSubmission,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
-    guard: Annotated[ConfirmGuard, Depends(guard_pledge_confirmation)],
+    guard: Annotated[CardGuard, Depends(guard_pledge_confirmation)],
 ) -> PledgeConfirmed:
-    """After the card is confirmed in the browser: start the subscription or charge the gift."""
-    confirmed = service.confirm_pledge(session, gateway, pledge_id)
+    """Try the card (`{"payment_method": "pm_…"}`): the server saves it with Stripe, then starts
+    the subscription or charges the gift. After a `requires_action` answer and Stripe.js's
+    3-D Secure step, send `{}` to finish. A declined card may be followed by another, up to
+    three per pledge."""
+    confirmed = service.confirm_pledge(session, gateway, pledge_id, guard.card)
     session.commit()
     guard.outcome(confirmed.status)
     return confirmed

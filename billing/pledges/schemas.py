@@ -30,9 +30,10 @@ class PledgeCreate(BaseModel):
 
 
 class PledgeCreated(BaseModel):
+    """No intent secret: the card goes to `/confirm`, so every attempt passes through us."""
+
     id: uuid.UUID
     status: str
-    client_secret: str
     publishable_key: str
     amount: int = Field(description="What the reader chose, in minor units.")
     fee_cover: int = Field(description="Added to cover the card fee, in minor units.")
@@ -41,10 +42,27 @@ class PledgeCreated(BaseModel):
     interval: Interval
 
 
+class CardSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_method: str | None = Field(
+        default=None,
+        pattern=r"^pm_[A-Za-z0-9_]{1,250}$",
+        description="The PaymentMethod Stripe.js made from the card; omit it to finish the "
+        "3-D Secure step of the card sent before.",
+        examples=["pm_1Q0PsIJvEtkwdCNYMSaVuRz6"],
+    )
+
+
 class PledgeConfirmed(BaseModel):
     id: uuid.UUID
     status: Literal[
         "active", "requires_action", "failed", "pending", "past_due", "paused", "canceled"
     ]
-    client_secret: str | None = None
+    client_secret: str | None = Field(
+        default=None, description="Only with `requires_action`: for Stripe.js's 3-D Secure step."
+    )
     reason: str | None = None
+    cards_left: int | None = Field(
+        default=None, description="With `failed`: how many more cards this pledge may try."
+    )

@@ -10,12 +10,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
 from billing.db import insert_for, utcnow
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
 from billing.settings import Settings
-from billing.stripe_gateway import CardDeclined, ChargeOutcome, StripeGateway
+from billing.stripe_gateway import (
+    CardDeclined,
+    CardInfo,
+    ChargeOutcome,
+    SetupIntentState,
+    StripeGateway,
+)
 
 log = structlog.get_logger()
 
@@ -39,6 +46,16 @@ class PledgeNotFound(PledgeError):
 
 class PledgeConflict(PledgeError):
     status_code = 409
+
+
+class TooManyCards(PledgeError):
+    status_code = 429
+
+
+TOO_MANY_CARDS = "Too many cards were tried for this pledge. Please start again later."
+AUTHENTICATION_FAILED = (
+    "Your bank could not confirm the payment. Please try again or use another card."
+)
 
 
 def check_amount(settings: Settings, amount: int, currency: str) -> str:
@@ -72,7 +89,7 @@ def create_pledge(
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, idempotency_key)
         if existing is not None:
-            return _replay(gateway, settings, existing, fingerprint)
+            return _replay(settings, existing, fingerprint)
 
     reader = _get_or_create_reader(session, request)
     fee = (
@@ -107,64 +124,99 @@ def create_pledge(
         existing = _by_idempotency_key(session, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(gateway, settings, existing, fingerprint)
+        return _replay(settings, existing, fingerprint)
 
     if reader.stripe_customer_id is None:
         reader.stripe_customer_id = gateway.create_customer(
             email=reader.email, name=reader.name, locale=reader.locale, reader_id=str(reader.id)
         )
     pledge.stripe_customer_id = reader.stripe_customer_id
-    setup_intent = gateway.create_setup_intent(
-        customer_id=reader.stripe_customer_id, pledge_id=str(pledge.id)
-    )
-    pledge.stripe_setup_intent_id = setup_intent.id
     session.flush()
     log.info(
         "pledge_created", pledge_id=str(pledge.id), amount_minor=pledge.amount_minor,
         currency=currency, interval=pledge.interval, campaign=pledge.campaign,
     )  # fmt: skip
-    return _created(settings, pledge, setup_intent.client_secret)
+    return _created(settings, pledge)
 
 
-def confirm_pledge(session: Session, gateway: StripeGateway, pledge_id: str) -> PledgeConfirmed:
+def find_pending(session: Session, pledge_id: str) -> Pledge | None:
+    """The pledge a confirm is about, locked, or None when it is unknown."""
     try:
         key = uuid.UUID(pledge_id)
     except ValueError:
-        raise PledgeNotFound("No pledge with this id.") from None
+        return None
     # The row lock makes a double-clicked confirm wait for the first instead of racing it.
-    pledge = session.get(Pledge, key, with_for_update=True)
+    return session.get(Pledge, key, with_for_update=True)
+
+
+def confirm_pledge(
+    session: Session, gateway: StripeGateway, pledge_id: str, card: CardInfo | None
+) -> PledgeConfirmed:
+    """Try the reader's card (`card`), or finish the attempt after 3-D Secure (`card=None`)."""
+    pledge = find_pending(session, pledge_id)
     if pledge is None:
         raise PledgeNotFound("No pledge with this id.")
     if pledge.status != PledgeStatus.PENDING:
         return _confirmed(pledge)
+    if pledge.stripe_customer_id is None:
+        raise PledgeConflict("This pledge was never set up with Stripe; please start again.")
 
-    if pledge.stripe_subscription_id:
-        outcome = gateway.subscription_outcome(pledge.stripe_subscription_id)
-    elif pledge.stripe_payment_intent_id:
-        outcome = gateway.payment_intent_outcome(pledge.stripe_payment_intent_id)
-    else:
-        try:
-            outcome = _charge_first_time(gateway, pledge)
-        except CardDeclined as declined:
-            outcome = ChargeOutcome("failed", "", failure_reason=declined.reason)
+    try:
+        outcome = _try_card(gateway, pledge, card) if card else _resume(gateway, pledge)
+    except CardDeclined as declined:
+        outcome = ChargeOutcome("failed", "", failure_reason=declined.reason,
+                                failure_code=declined.code)  # fmt: skip
     return _apply_outcome(gateway, pledge, outcome)
 
 
-def _charge_first_time(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
-    if not pledge.stripe_setup_intent_id or not pledge.stripe_customer_id:
-        raise PledgeConflict("This pledge was never set up with Stripe; please start again.")
-    setup_intent = gateway.retrieve_setup_intent(pledge.stripe_setup_intent_id)
-    if setup_intent.status != "succeeded" or setup_intent.payment_method_id is None:
-        raise PledgeConflict(
-            "The card has not been confirmed yet. Enter the card details and confirm them first."
-        )
-    gateway.make_default_payment_method(
-        customer_id=pledge.stripe_customer_id, payment_method_id=setup_intent.payment_method_id
-    )
+def _try_card(gateway: StripeGateway, pledge: Pledge, card: CardInfo) -> ChargeOutcome:
+    if pledge.card_attempts >= MAX_CARDS_PER_PLEDGE:
+        raise TooManyCards(TOO_MANY_CARDS)
+    assert pledge.stripe_customer_id is not None
+    if card.customer_id not in (None, pledge.stripe_customer_id):
+        raise InvalidPledge("This card cannot be used here. Please enter it again.")
+    pledge.card_attempts += 1
+    # A card tried before on this pledge is over: its subscription or payment is not reused.
+    pledge.stripe_subscription_id = None
+    pledge.stripe_payment_intent_id = None
+    setup = gateway.confirm_setup(
+        customer_id=pledge.stripe_customer_id, payment_method_id=card.id,
+        pledge_id=str(pledge.id), purpose="pledge",
+    )  # fmt: skip
+    pledge.stripe_setup_intent_id = setup.id
+    return _after_setup(gateway, pledge, setup)
+
+
+def _resume(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
+    if pledge.stripe_subscription_id:
+        return gateway.subscription_outcome(pledge.stripe_subscription_id)
+    if pledge.stripe_payment_intent_id:
+        return gateway.payment_intent_outcome(pledge.stripe_payment_intent_id)
+    if pledge.stripe_setup_intent_id is None:
+        raise PledgeConflict("Enter the card details first.")
+    setup = gateway.retrieve_setup_intent(pledge.stripe_setup_intent_id)
+    return _after_setup(gateway, pledge, setup)
+
+
+def _after_setup(gateway: StripeGateway, pledge: Pledge, setup: SetupIntentState) -> ChargeOutcome:
+    if setup.status == "requires_action":
+        return ChargeOutcome("requires_action", setup.id, client_secret=setup.client_secret)
+    if not setup.card_ready:
+        return ChargeOutcome(
+            "failed", setup.id, failure_reason=AUTHENTICATION_FAILED,
+            failure_code=f"setup_{setup.status}",
+        )  # fmt: skip
+    assert setup.payment_method_id is not None
+    return _charge(gateway, pledge, setup.payment_method_id)
+
+
+def _charge(gateway: StripeGateway, pledge: Pledge, payment_method_id: str) -> ChargeOutcome:
+    assert pledge.stripe_customer_id is not None
+    gateway.attach_card(customer_id=pledge.stripe_customer_id, payment_method_id=payment_method_id)
     if pledge.interval == PledgeInterval.ONCE:
         outcome = gateway.charge_once(
             customer_id=pledge.stripe_customer_id,
-            payment_method_id=setup_intent.payment_method_id,
+            payment_method_id=payment_method_id,
             amount_minor=pledge.charged_minor,
             currency=pledge.currency,
             pledge_id=str(pledge.id),
@@ -177,6 +229,7 @@ def _charge_first_time(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
     outcome = gateway.start_subscription(
         customer_id=pledge.stripe_customer_id,
         plan_id=pledge.stripe_plan_id,
+        payment_method_id=payment_method_id,
         pledge_id=str(pledge.id),
     )
     pledge.stripe_subscription_id = outcome.stripe_id
@@ -194,11 +247,15 @@ def _apply_outcome(
         pledge.status = PledgeStatus.ACTIVE
         pledge.activated_at = pledge.activated_at or utcnow()
     elif outcome.status == "failed":
-        pledge.status = PledgeStatus.FAILED
+        _end_failed_attempt(gateway, pledge)
         pledge.failure_reason = outcome.failure_reason
-        if pledge.stripe_subscription_id:
-            # An incomplete subscription would otherwise linger in Stripe for a day.
-            gateway.cancel_subscription(pledge.stripe_subscription_id)
+        cards_left = MAX_CARDS_PER_PLEDGE - pledge.card_attempts
+        if cards_left <= 0:
+            pledge.status = PledgeStatus.FAILED
+        return PledgeConfirmed(
+            id=pledge.id, status="failed", reason=outcome.failure_reason,
+            cards_left=max(cards_left, 0),
+        )  # fmt: skip
     else:
         return PledgeConfirmed(
             id=pledge.id, status="requires_action", client_secret=outcome.client_secret
@@ -206,19 +263,34 @@ def _apply_outcome(
     return _confirmed(pledge)
 
 
+def _end_failed_attempt(gateway: StripeGateway, pledge: Pledge) -> None:
+    """End every Stripe object of a failed card, so no secret handed out can confirm it later."""
+    if pledge.stripe_subscription_id:
+        # An incomplete subscription would otherwise linger in Stripe for a day.
+        gateway.cancel_subscription(pledge.stripe_subscription_id)
+        pledge.stripe_subscription_id = None
+    if pledge.stripe_payment_intent_id:
+        gateway.cancel_payment_intent(pledge.stripe_payment_intent_id)
+        pledge.stripe_payment_intent_id = None
+    if pledge.stripe_setup_intent_id:
+        gateway.cancel_setup_intent(pledge.stripe_setup_intent_id)
+        pledge.stripe_setup_intent_id = None
+
+
 def _confirmed(pledge: Pledge) -> PledgeConfirmed:
+    failed = pledge.status == PledgeStatus.FAILED
     return PledgeConfirmed(
         id=pledge.id,
         status=pledge.status,
-        reason=pledge.failure_reason if pledge.status == PledgeStatus.FAILED else None,
+        reason=pledge.failure_reason if failed else None,
+        cards_left=0 if failed else None,
     )
 
 
-def _created(settings: Settings, pledge: Pledge, client_secret: str) -> PledgeCreated:
+def _created(settings: Settings, pledge: Pledge) -> PledgeCreated:
     return PledgeCreated(
         id=pledge.id,
         status=pledge.status,
-        client_secret=client_secret,
         publishable_key=settings.stripe_publishable_key,
         amount=pledge.amount_minor,
         fee_cover=pledge.fee_cover_minor,
@@ -228,18 +300,15 @@ def _created(settings: Settings, pledge: Pledge, client_secret: str) -> PledgeCr
     )
 
 
-def _replay(
-    gateway: StripeGateway, settings: Settings, pledge: Pledge, fingerprint: str
-) -> PledgeCreated:
+def _replay(settings: Settings, pledge: Pledge, fingerprint: str) -> PledgeCreated:
     if pledge.request_fingerprint != fingerprint:
         raise PledgeConflict(
             "This Idempotency-Key was already used for a different pledge. "
             "Use a new key for a new pledge."
         )
-    if pledge.stripe_setup_intent_id is None:
+    if pledge.stripe_customer_id is None:
         raise PledgeConflict("The first request with this Idempotency-Key is still running.")
-    setup_intent = gateway.retrieve_setup_intent(pledge.stripe_setup_intent_id)
-    return _created(settings, pledge, setup_intent.client_secret)
+    return _created(settings, pledge)
 
 
 def _by_idempotency_key(session: Session, key: str) -> Pledge | None:
@@ -260,11 +329,9 @@ def _get_or_create_reader(session: Session, request: PledgeCreate) -> Reader:
     session.execute(
         insert(Reader).values(**values).on_conflict_do_nothing(index_elements=["email"])
     )
-    reader = session.scalars(select(Reader).where(Reader.email == email)).one()
-    if request.name and reader.name != request.name:
-        reader.name = request.name
-    reader.locale = request.locale
-    return reader
+    # A known reader's name and language change only from their signed link or from Stripe:
+    # anyone can type an email address into the form.
+    return session.scalars(select(Reader).where(Reader.email == email)).one()
 
 
 def _fingerprint(request: PledgeCreate) -> str:

@@ -85,8 +85,10 @@ def test_pledges_dev_runs_the_whole_service_and_takes_a_pledge(pledges_dev: obje
     assert created.status_code == 201, created.text
     stripe_base = f"http://127.0.0.1:{ports['stripe']}"
     browser = BrowserStripe(stripe_base, created.json()["publishable_key"])
-    browser.confirm_card_setup(created.json()["client_secret"], "4242424242424242")
-    confirmed = httpx.post(f"{api}/v1/pledges/{created.json()['id']}/confirm", timeout=10)
+    card = {"payment_method": browser.create_payment_method("4242424242424242")}
+    confirmed = httpx.post(
+        f"{api}/v1/pledges/{created.json()['id']}/confirm", json=card, timeout=10
+    )
     assert confirmed.json()["status"] == "active"
 
     subscriptions = httpx.get(

@@ -95,8 +95,9 @@ def test_pledge_renewal_and_cancel_in_localstripe_land_in_the_ledger(
         "/v1/pledges",
         json={"email": "e2e@example.org", "amount": 700, "currency": "eur", "interval": "month"},
     ).json()
-    browser_stripe.confirm_card_setup(created["client_secret"], "4242424242424242")
-    assert client.post(f"/v1/pledges/{created['id']}/confirm").json()["status"] == "active"
+    card = {"payment_method": browser_stripe.create_payment_method("4242424242424242")}
+    confirmed = client.post(f"/v1/pledges/{created['id']}/confirm", json=card)
+    assert confirmed.json()["status"] == "active"
     pledge = db.get(Pledge, uuid.UUID(created["id"]))
     assert pledge is not None and pledge.stripe_subscription_id is not None
     subscription_id, customer_id = pledge.stripe_subscription_id, pledge.stripe_customer_id

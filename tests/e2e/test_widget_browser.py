@@ -102,7 +102,7 @@ def test_3d_secure_card_completes_the_challenge(page: Page, live_server: str, db
     assert pledge.status == "active" and pledge.stripe_subscription_id
 
 
-def test_3d_secure_refused_shows_an_error_and_the_pledge_fails(
+def test_3d_secure_refused_shows_an_error_and_the_pledge_waits_for_another_card(
     page: Page, live_server: str, db: Session
 ) -> None:
     open_widget(page, f"{live_server}/demo")
@@ -114,7 +114,12 @@ def test_3d_secure_refused_shows_an_error_and_the_pledge_fails(
 
     expect(page.get_by_role("alert")).not_to_be_empty()
     expect(page.get_by_role("heading", name="Thank you!")).to_have_count(0)
-    assert [p.status for p in pledges(db)] == ["failed"]
+    [pledge] = pledges(db)
+    assert (pledge.status, pledge.card_attempts, pledge.stripe_subscription_id) == (
+        "pending",
+        1,
+        None,
+    )
 
 
 def test_custom_amount_below_the_minimum_is_refused_in_the_page_and_by_the_api(
@@ -222,7 +227,20 @@ def test_failed_3d_secure_on_the_card_then_another_card_goes_through(
     page.locator(".rp-submit").click()
 
     expect(page.get_by_role("heading", name="Thank you!")).to_be_visible()
-    assert sorted(p.status for p in pledges(db)) == ["active", "pending"]
+    # One pledge, two cards: the second card finished the same pledge.
+    assert [(p.status, p.card_attempts) for p in pledges(db)] == [("active", 2)]
+
+
+def test_a_fourth_card_needs_a_new_pledge_form(page: Page, live_server: str, db: Session) -> None:
+    open_widget(page, f"{live_server}/demo")
+    page.get_by_label("Email").fill("unlucky@example.org")
+    for _ in range(3):
+        fill_card(page, DECLINED_ON_SETUP)
+        page.locator(".rp-submit").click()
+        expect(page.get_by_role("alert")).to_contain_text("declined")
+        expect(page.locator(".rp-submit")).to_be_enabled()
+
+    assert [(p.status, p.card_attempts) for p in pledges(db)] == [("failed", 3)]
 
 
 def test_form_fits_a_phone_screen_and_every_field_has_a_label(page: Page, live_server: str) -> None:

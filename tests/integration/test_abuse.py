@@ -115,8 +115,8 @@ def test_one_card_is_limited_across_emails_before_it_is_charged(
     statuses = []
     for n in range(3):
         created = client.post("/v1/pledges", json=body(f"card{n}@example.org")).json()
-        browser_stripe.confirm_card_setup(created["client_secret"], VISA)
-        statuses.append(client.post(f"/v1/pledges/{created['id']}/confirm").status_code)
+        card = {"payment_method": browser_stripe.create_payment_method(VISA)}
+        statuses.append(client.post(f"/v1/pledges/{created['id']}/confirm", json=card).status_code)
 
     assert statuses == [200, 200, 429]
     db.expire_all()
@@ -140,8 +140,8 @@ def test_card_testing_script_is_refused_after_a_few_declines(
         if created.status_code != 201:
             outcomes.append(created.status_code)
             continue
-        browser_stripe.confirm_card_setup(created.json()["client_secret"], DECLINED_ON_CHARGE)
-        confirmed = client.post(f"/v1/pledges/{created.json()['id']}/confirm")
+        card = {"payment_method": browser_stripe.create_payment_method(DECLINED_ON_CHARGE)}
+        confirmed = client.post(f"/v1/pledges/{created.json()['id']}/confirm", json=card)
         outcomes.append(confirmed.json().get("status", confirmed.status_code))
 
     assert outcomes == ["failed", "failed", 429, 429, 429, 429]

@@ -26,6 +26,7 @@ FIXTURES = json.loads(
 class CurrentStripe:
     def __init__(self, intent_status: str, last_payment_error: dict[str, Any] | None) -> None:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[dict[str, str]] = []
         self.intent = copy.deepcopy(FIXTURES["payment_intent"])
         self.intent.update(status=intent_status, last_payment_error=last_payment_error)
         self.invoice = copy.deepcopy(FIXTURES["invoice"])
@@ -38,6 +39,7 @@ class CurrentStripe:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path_qs, dict(request.headers)))
+        self.bodies.append({key: str(value) for key, value in (await request.post()).items()})
         # stripe-python sends expand[0]=…, expand[1]=…
         expand = [value for key, value in request.query.items() if key.startswith("expand[")]
         if request.path == "/v1/subscriptions" and request.method == "POST":
@@ -104,13 +106,17 @@ def test_first_invoice_needing_3d_secure_hands_back_the_confirmation_secret(
 ) -> None:
     stripe, gateway = requires_action
 
-    outcome = gateway.start_subscription(customer_id="cus_1", plan_id="plan", pledge_id="p-1")
+    outcome = gateway.start_subscription(
+        customer_id="cus_1", plan_id="plan", payment_method_id="pm_1", pledge_id="p-1"
+    )
 
     assert outcome.status == "requires_action"
     assert outcome.client_secret == stripe.intent["client_secret"]
     create = stripe.requests[0]
     assert create[2]["Stripe-Version"] == API_VERSION
-    assert create[2]["Idempotency-Key"] == "pledge:p-1:subscription"
+    assert create[2]["Idempotency-Key"] == "pledge:p-1:subscription:pm_1"
+    # The pledge's own card pays it, not the customer's default.
+    assert stripe.bodies[0]["default_payment_method"] == "pm_1"
     assert not any("payment_intent" in path for _, path, _ in stripe.requests if "invoices" in path)
 
 
@@ -119,7 +125,9 @@ def test_first_invoice_declined_gives_the_reader_the_reason(
 ) -> None:
     _, gateway = declined
 
-    outcome = gateway.start_subscription(customer_id="cus_1", plan_id="plan", pledge_id="p-2")
+    outcome = gateway.start_subscription(
+        customer_id="cus_1", plan_id="plan", payment_method_id="pm_2", pledge_id="p-2"
+    )
 
     assert outcome.status == "failed"
     assert outcome.failure_code == "insufficient_funds"

@@ -18,6 +18,8 @@ from tests.conftest import BrowserStripe
 
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"
+THREE_DS = "4000002500003155"
+DECLINED = "4000000000000002"
 
 
 def active_pledge(
@@ -25,8 +27,8 @@ def active_pledge(
 ) -> Pledge:
     body = {"email": email, "name": "Ada Reader", "amount": 500, "currency": "eur", **extra}
     created = client.post("/v1/pledges", json=body).json()
-    browser.confirm_card_setup(created["client_secret"], VISA)
-    confirmed = client.post(f"/v1/pledges/{created['id']}/confirm").json()
+    card = {"payment_method": browser.create_payment_method(VISA)}
+    confirmed = client.post(f"/v1/pledges/{created['id']}/confirm", json=card).json()
     assert confirmed["status"] == "active"
     from billing.db import get_sessionmaker
 
@@ -198,7 +200,7 @@ def test_a_canceled_pledge_can_no_longer_be_changed_or_paused(
     assert fresh(db, pledge).amount_minor == 500
 
 
-def test_card_update_makes_the_new_card_the_default_and_mails_once(
+def test_card_update_makes_the_new_card_pay_this_pledge_and_mails_once(
     client: TestClient,
     pledge: Pledge,
     browser_stripe: BrowserStripe,
@@ -206,51 +208,77 @@ def test_card_update_makes_the_new_card_the_default_and_mails_once(
     db: Session,
 ) -> None:
     token = manage_token(pledge.id)
+    card = {"payment_method": browser_stripe.create_payment_method(MASTERCARD)}
 
-    started = client.post(f"/manage/{token}/card").json()
-    confirmed = browser_stripe.confirm_card_setup(started["client_secret"], MASTERCARD)
-    setup_intent_id = confirmed["id"]
-    done = client.post(f"/manage/{token}/card/confirm", json={"setup_intent_id": setup_intent_id})
-    repeated = client.post(
-        f"/manage/{token}/card/confirm", json={"setup_intent_id": setup_intent_id}
-    )
+    done = client.post(f"/manage/{token}/card", json=card)
+    repeated = client.post(f"/manage/{token}/card", json=card)
 
     assert done.status_code == repeated.status_code == 200
-    customer = stripe_api.get(f"/v1/customers/{pledge.stripe_customer_id}").json()
-    assert customer["invoice_settings"]["default_payment_method"] == confirmed["payment_method"]
+    assert done.json()["status"] == "updated"
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["default_payment_method"] == card["payment_method"]
     [mail] = outbox(db, "card_updated")
     assert mail.context["card_last4"] == "4444"
+
+
+def test_card_update_with_3d_secure_finishes_after_the_bank_confirms(
+    client: TestClient, pledge: Pledge, browser_stripe: BrowserStripe, stripe_api: httpx.Client
+) -> None:
+    token = manage_token(pledge.id)
+    card = {"payment_method": browser_stripe.create_payment_method(THREE_DS)}
+
+    asked = client.post(f"/manage/{token}/card", json=card).json()
+    assert asked["status"] == "requires_action" and asked["client_secret"].startswith("seti_")
+    too_early = client.post(
+        f"/manage/{token}/card/confirm", json={"setup_intent_id": asked["setup_intent_id"]}
+    )
+    browser_stripe.handle_next_action(asked["client_secret"], success=True)
+    done = client.post(
+        f"/manage/{token}/card/confirm", json={"setup_intent_id": asked["setup_intent_id"]}
+    )
+
+    assert too_early.status_code == 409
+    assert done.json()["status"] == "updated"
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["default_payment_method"] == card["payment_method"]
+
+
+def test_declined_card_update_changes_nothing(
+    client: TestClient, pledge: Pledge, browser_stripe: BrowserStripe, stripe_api: httpx.Client
+) -> None:
+    card = {"payment_method": browser_stripe.create_payment_method(DECLINED)}
+
+    response = client.post(f"/manage/{manage_token(pledge.id)}/card", json=card)
+
+    assert response.status_code == 402
+    assert "declined" in response.json()["message"]
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["default_payment_method"] != card["payment_method"]
 
 
 def test_card_update_from_another_pledge_is_refused(
     client: TestClient, pledge: Pledge, browser_stripe: BrowserStripe, stripe_api: httpx.Client
 ) -> None:
     other = active_pledge(client, browser_stripe, email="other@example.org")
-    started = client.post(f"/manage/{manage_token(other.id)}/card").json()
-    foreign = browser_stripe.confirm_card_setup(started["client_secret"], MASTERCARD)
+    card = {"payment_method": browser_stripe.create_payment_method(THREE_DS)}
+    started = client.post(f"/manage/{manage_token(other.id)}/card", json=card).json()
+    browser_stripe.handle_next_action(started["client_secret"], success=True)
 
     response = client.post(
-        f"/manage/{manage_token(pledge.id)}/card/confirm", json={"setup_intent_id": foreign["id"]}
+        f"/manage/{manage_token(pledge.id)}/card/confirm",
+        json={"setup_intent_id": started["setup_intent_id"]},
     )
+    # Nor may another reader's saved card be named by its id.
+    client.post(
+        f"/manage/{manage_token(other.id)}/card/confirm",
+        json={"setup_intent_id": started["setup_intent_id"]},
+    )
+    reused = client.post(f"/manage/{manage_token(pledge.id)}/card", json=card)
 
     assert response.status_code == 404
-    customer = stripe_api.get(f"/v1/customers/{pledge.stripe_customer_id}").json()
-    assert customer["invoice_settings"]["default_payment_method"] != foreign["payment_method"]
-
-
-def test_card_update_before_the_card_is_confirmed_is_refused(
-    client: TestClient, pledge: Pledge
-) -> None:
-    token = manage_token(pledge.id)
-    started = client.post(f"/manage/{token}/card").json()
-    setup_intent_id = started["client_secret"].split("_secret_")[0]
-
-    response = client.post(
-        f"/manage/{token}/card/confirm", json={"setup_intent_id": setup_intent_id}
-    )
-
-    assert response.status_code == 409
-    assert response.json()["message"] == "The new card has not been confirmed yet."
+    assert reused.status_code == 409
+    subscription = stripe_api.get(f"/v1/subscriptions/{pledge.stripe_subscription_id}").json()
+    assert subscription["default_payment_method"] != card["payment_method"]
 
 
 def test_link_request_answers_the_same_for_known_and_unknown_addresses(

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -409,8 +410,13 @@ def test_payment_intent_succeeded_records_a_gift_once(client: TestClient, db: Se
     assert emails(db) == [("gift_receipt", f"receipt:{intent['id']}")]
 
 
-def test_payment_intent_failed_fails_a_pending_gift(client: TestClient, db: Session) -> None:
+@pytest.mark.parametrize(("cards_tried", "status"), [(1, "pending"), (3, "failed")])
+def test_payment_intent_failed_fails_a_pending_gift_only_after_its_last_card(
+    client: TestClient, db: Session, cards_tried: int, status: str
+) -> None:
     pledge = make_pledge(db, status="pending", interval="once")
+    pledge.card_attempts = cards_tried
+    db.commit()
     intent = fixture(
         "payment_intent", id=new_id("pi"), amount=500, currency="eur",
         status="requires_payment_method", metadata={"pledge_id": str(pledge.id)},
@@ -422,7 +428,7 @@ def test_payment_intent_failed_fails_a_pending_gift(client: TestClient, db: Sess
 
     [payment] = payments(db)
     assert (payment.status, payment.failure_code) == ("failed", "insufficient_funds")
-    assert reload(db, pledge).status == "failed"
+    assert reload(db, pledge).status == status
 
 
 def test_payment_intent_of_an_invoice_is_left_to_the_invoice_events(

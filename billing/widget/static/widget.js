@@ -162,6 +162,15 @@
     return c;
   }
 
+  // The bank may ask twice (saving the card, then the first payment); whatever it answers,
+  // the server hears it and ends a failed attempt.
+  function authenticate(confirmed) {
+    if (confirmed.status !== "requires_action") return confirmed;
+    return stripe.handleNextAction({ clientSecret: confirmed.client_secret }).then(function () {
+      return api("/v1/pledges/" + confirmed.id + "/confirm", {});
+    }).then(authenticate);
+  }
+
   function submit(event) {
     event.preventDefault();
     if (busy) return;
@@ -183,28 +192,20 @@
     if (captchaToken) headers["Captcha-Token"] = captchaToken;
     var created = pending && pending.signature === signature && pending.id ? Promise.resolve(pending)
       : api("/v1/pledges", body, headers).then(function (result) {
-        pending = { signature: signature, key: headers["Idempotency-Key"], id: result.id, secret: result.client_secret };
+        pending = { signature: signature, key: headers["Idempotency-Key"], id: result.id };
         return pending;
       });
+    // The card goes to our server as a PaymentMethod id, and the server tries it: no secret
+    // that could confirm a card reaches this page, except for this card's 3-D Secure step.
     created.then(function (p) {
-      return stripe.confirmCardSetup(p.secret, { payment_method: { card: card,
-        billing_details: { email: body.email, name: body.name } } }).then(function (result) {
-        if (result.error) {
-          // A declined card may be replaced on the same SetupIntent; after anything else
-          // (a failed 3-D Secure cancels it on some Stripes) the next try starts afresh.
-          if (result.error.code !== "card_declined") pending = null;
-          throw new Error(stripeMessage(result.error));
-        }
-        return api("/v1/pledges/" + p.id + "/confirm", {});
+      return stripe.createPaymentMethod({ type: "card", card: card,
+        billing_details: { email: body.email, name: body.name } }).then(function (result) {
+        if (result.error) throw new Error(stripeMessage(result.error));
+        return api("/v1/pledges/" + p.id + "/confirm", { payment_method: result.paymentMethod.id });
       });
-    }).then(function (confirmed) {
-      if (confirmed.status !== "requires_action") return confirmed;
-      return stripe.confirmCardPayment(confirmed.client_secret).then(function () {
-        return api("/v1/pledges/" + confirmed.id + "/confirm", {});
-      });
-    }).then(function (confirmed) {
+    }).then(authenticate).then(function (confirmed) {
       if (confirmed.status === "active") return thank(body, c);
-      pending = null;  // a failed pledge is over: the next attempt is a new one
+      if (!confirmed.cards_left) pending = null;  // this pledge is over: the next try is a new one
       throw new Error(confirmed.reason || S.declined);
     }).catch(function (error) {
       showError(error.message || S.network);
