@@ -105,12 +105,15 @@ def dev(
     postgres_port: Annotated[
         int, typer.Option(help="Embedded PostgreSQL port (on 127.0.0.1).")
     ] = DEV_POSTGRES_PORT,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Fill the ledger with a demo year of pledges.")
+    ] = False,
 ) -> None:
     """Everything on this machine: PostgreSQL, API, worker, beat, localstripe, a mail catcher."""
     from billing.dev import DevPorts, run_dev
 
     ports = DevPorts(api=port, stripe=stripe_port, smtp=smtp_port, postgres=postgres_port)
-    raise typer.Exit(run_dev(ports, environ=dict(os.environ)))
+    raise typer.Exit(run_dev(ports, environ=dict(os.environ), demo=demo))
 
 
 # Finance reports and key management live with the reports.

@@ -72,7 +72,7 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
+def run_dev(ports: DevPorts, environ: dict[str, str], demo: bool = False) -> int:
     STATE_DIR.mkdir(exist_ok=True)
     env = dev_environment(environ, ports)
     python = sys.executable
@@ -127,6 +127,10 @@ def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
             register_localstripe_webhook(
                 env["STRIPE_API_BASE"], f"{env['PUBLIC_URL']}/webhooks/stripe", secret
             )
+        if demo:
+            print("Filling the ledger with a demo year of pledges…", flush=True)
+            subprocess.run([python, "-m", "webhooks.demo", "--api", env["PUBLIC_URL"]],
+                           env=env, check=True)  # fmt: skip
         print(
             f"\nReader Pledges is running:\n"
             f"  API          {env['PUBLIC_URL']}  (OpenAPI docs at /docs)\n"
