@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from billing import local_postgres
 from billing.db import sqlalchemy_url
@@ -136,7 +137,7 @@ def run_dev(ports: DevPorts, environ: dict[str, str], demo: bool = False) -> int
             f"  API          {env['PUBLIC_URL']}  (OpenAPI docs at /docs)\n"
             f"  Demo article {env['PUBLIC_URL']}/demo  (the support widget on an article)\n"
             f"  Dashboard    {env['PUBLIC_URL']}/reports/dashboard  (with the finance key)\n"
-            f"  Database     {env['DATABASE_URL']}\n"
+            f"  Database     {make_url(env['DATABASE_URL']).render_as_string()}\n"
             f"  Stripe       {env.get('STRIPE_API_BASE', 'api.stripe.com')}\n"
             f"  Mail         {env['SMTP_HOST']}:{env.get('SMTP_PORT', '25')}"
             f"  (caught mails in {STATE_DIR / 'mail'})\n"
