@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, sync_playwright
 
+from billing import local_postgres
 from billing.dev import wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,9 +100,10 @@ def main() -> None:
     stripe_port, api_port = free_port(), free_port()
     stripe_base, api = f"http://127.0.0.1:{stripe_port}", f"http://127.0.0.1:{api_port}"
     workdir = tempfile.mkdtemp(prefix="widget-bench-")
+    database = local_postgres.start(Path(workdir) / "postgres")
     env = {**os.environ, "ENVIRONMENT": "development", "STRIPE_API_BASE": stripe_base,
            "PUBLIC_URL": api, "WIDGET_ORIGINS": api, "PYTHONPATH": str(ROOT),
-           "DATABASE_URL": f"sqlite:///{workdir}/bench.db"}  # fmt: skip
+           "DATABASE_URL": database.create_database("bench")}  # fmt: skip
     processes = [
         subprocess.Popen([sys.executable, "-m", "billing.localstripe_server", "--port",
                           str(stripe_port)], env=env, cwd=workdir,
@@ -140,6 +142,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+        local_postgres.stop(database.datadir)
 
     print(f"runs: {runs} cold loads each, alternated, headless Chromium, 127.0.0.1")
     print("size (bytes): raw -> gzip -9")

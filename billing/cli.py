@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from billing import migrate
+from billing.settings import DEV_POSTGRES_PORT
 
 app = typer.Typer(
     help="Reader Pledges: reader-revenue backend for newsrooms.", no_args_is_help=True
@@ -101,12 +102,18 @@ def dev(
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
     stripe_port: Annotated[int, typer.Option(help="localstripe port.")] = 8420,
     smtp_port: Annotated[int, typer.Option(help="Mail catcher port.")] = 8025,
+    postgres_port: Annotated[
+        int, typer.Option(help="Embedded PostgreSQL port (on 127.0.0.1).")
+    ] = DEV_POSTGRES_PORT,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Fill the ledger with a demo year of pledges.")
+    ] = False,
 ) -> None:
-    """Everything on this machine: API, worker, beat, localstripe and a mail catcher."""
+    """Everything on this machine: PostgreSQL, API, worker, beat, localstripe, a mail catcher."""
     from billing.dev import DevPorts, run_dev
 
-    ports = DevPorts(api=port, stripe=stripe_port, smtp=smtp_port)
-    raise typer.Exit(run_dev(ports, environ=dict(os.environ)))
+    ports = DevPorts(api=port, stripe=stripe_port, smtp=smtp_port, postgres=postgres_port)
+    raise typer.Exit(run_dev(ports, environ=dict(os.environ), demo=demo))
 
 
 # Finance reports and key management live with the reports.

@@ -12,10 +12,14 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from billing.settings import DEV_WEBHOOK_SECRET
+from billing import local_postgres
+from billing.db import sqlalchemy_url
+from billing.settings import DEV_POSTGRES_PORT, DEV_WEBHOOK_SECRET
 
 STATE_DIR = Path(".pledges")
+POSTGRES_DIR = STATE_DIR / "postgres"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class DevPorts:
     api: int = 8000
     stripe: int = 8420
     smtp: int = 8025
+    postgres: int = DEV_POSTGRES_PORT
 
 
 def dev_environment(environ: dict[str, str], ports: DevPorts) -> dict[str, str]:
@@ -38,6 +43,14 @@ def dev_environment(environ: dict[str, str], ports: DevPorts) -> dict[str, str]:
         env["SMTP_PORT"] = str(ports.smtp)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def prepare_broker(broker_url: str, queue: str) -> None:
+    """Create the broker's tables and queue once, before the API and worker race to do it."""
+    from kombu.connection import Connection
+
+    with Connection(broker_url) as connection:  # type: ignore[no-untyped-call]
+        connection.default_channel.queue_declare(queue=queue)
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -60,10 +73,11 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
+def run_dev(ports: DevPorts, environ: dict[str, str], demo: bool = False) -> int:
     STATE_DIR.mkdir(exist_ok=True)
     env = dev_environment(environ, ports)
     python = sys.executable
+    embedded_database = "DATABASE_URL" not in environ
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> None:
@@ -85,6 +99,15 @@ def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # No Redis needed: the broker is kombu's SQLAlchemy transport on the same PostgreSQL.
+        if embedded_database:
+            server = local_postgres.start(POSTGRES_DIR, ports.postgres)
+            env["DATABASE_URL"] = server.create_database("pledges")
+            broker_database = server.create_database("pledges_broker")
+            env.setdefault("CELERY_BROKER_URL", "sqla+" + sqlalchemy_url(broker_database))
+        env.setdefault("CELERY_BROKER_URL", "sqla+" + sqlalchemy_url(env["DATABASE_URL"]))
+        if "CELERY_BROKER_URL" not in environ:
+            prepare_broker(env["CELERY_BROKER_URL"], env.get("CELERY_QUEUE", "pledges"))
         if "STRIPE_API_KEY" not in environ:
             start("-m", "billing.localstripe_server", "--port", str(ports.stripe))
         if "SMTP_HOST" not in environ:
@@ -105,10 +128,16 @@ def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
             register_localstripe_webhook(
                 env["STRIPE_API_BASE"], f"{env['PUBLIC_URL']}/webhooks/stripe", secret
             )
+        if demo:
+            print("Filling the ledger with a demo year of pledges…", flush=True)
+            subprocess.run([python, "-m", "webhooks.demo", "--api", env["PUBLIC_URL"]],
+                           env=env, check=True)  # fmt: skip
         print(
             f"\nReader Pledges is running:\n"
             f"  API          {env['PUBLIC_URL']}  (OpenAPI docs at /docs)\n"
             f"  Demo article {env['PUBLIC_URL']}/demo  (the support widget on an article)\n"
+            f"  Dashboard    {env['PUBLIC_URL']}/reports/dashboard  (with the finance key)\n"
+            f"  Database     {make_url(env['DATABASE_URL']).render_as_string()}\n"
             f"  Stripe       {env.get('STRIPE_API_BASE', 'api.stripe.com')}\n"
             f"  Mail         {env['SMTP_HOST']}:{env.get('SMTP_PORT', '25')}"
             f"  (caught mails in {STATE_DIR / 'mail'})\n"
@@ -126,6 +155,8 @@ def run_dev(ports: DevPorts, environ: dict[str, str]) -> int:
         return 0
     finally:
         stop()
+        if embedded_database:
+            local_postgres.stop(POSTGRES_DIR)
 
 
 if __name__ == "__main__":

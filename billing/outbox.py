@@ -5,9 +5,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.db import insert_for, utcnow
+from billing.db import utcnow
 from billing.models import EmailOutbox
 from billing.task_queue import enqueue_after_commit
 
@@ -34,7 +35,6 @@ def queue_email(
     status "canceled" holds its key so that mail is never sent (e.g. reminders after recovery).
     """
     now = utcnow()
-    insert = insert_for(session)
     statement = (
         insert(EmailOutbox)
         .values(

@@ -12,6 +12,8 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "sk_test_localstri
 DEV_STRIPE_API_KEY = "sk_test_localstripe"
 DEV_STRIPE_PUBLISHABLE_KEY = "pk_test_localstripe"
 DEV_WEBHOOK_SECRET = "whsec_dev"  # noqa: S105  (development only; refused elsewhere)
+DEV_POSTGRES_PORT = 8432
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
 def _split_csv(value: object) -> object:
@@ -25,8 +27,12 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
 
-    database_url: str = "sqlite:///./.pledges/pledges.db"
-    celery_broker_url: str = "sqla+sqlite:///./.pledges/broker.db"
+    # The embedded PostgreSQL that `pledges dev` runs (DEV_POSTGRES_PORT) is the default.
+    database_url: str = f"postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/pledges"
+    # Production uses Redis; the default needs none: kombu's SQLAlchemy transport on PostgreSQL.
+    celery_broker_url: str = (
+        f"sqla+postgresql://postgres@127.0.0.1:{DEV_POSTGRES_PORT}/pledges_broker"
+    )
     redis_url: str | None = None
     # One deployment's tasks; tests use their own so parallel runs never take each other's work.
     celery_queue: str = "pledges"
@@ -55,6 +61,26 @@ class Settings(BaseSettings):
     card_fee_basis_points: int = Field(default=290, ge=0, lt=10_000)
     card_fee_fixed_minor: int = Field(default=30, ge=0)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_only(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in POSTGRES_SCHEMES:
+            raise ValueError(
+                f"DATABASE_URL must be a postgresql:// URL (PostgreSQL is the only database), "
+                f"not {scheme or value[:20]!r}"
+            )
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_driver(cls, value: str) -> str:
+        # kombu hands what follows `sqla+` to SQLAlchemy, whose default driver is psycopg 2.
+        for scheme in ("sqla+postgresql://", "sqla+postgres://"):
+            if value.startswith(scheme):
+                return "sqla+postgresql+psycopg://" + value.removeprefix(scheme)
+        return value
 
     @field_validator("stripe_webhook_secret", mode="before")
     @classmethod

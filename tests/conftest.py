@@ -4,15 +4,19 @@ Every test session gets its own database and Celery queue, so parallel runs on o
 (several checkouts, CI) never see each other's rows or tasks.
 """
 
+import contextlib
 import email
 import email.policy
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,12 +26,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from billing import local_postgres
 from billing.db import Base, get_engine, get_sessionmaker, reset_caches
 from billing.dev import wait_for_port
 
-ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DB = f"pledges_test_{RUN_ID}"
@@ -41,8 +43,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _database_url(name: str) -> str:
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+def database_url_named(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """TEST_POSTGRES_ADMIN_URL, else this machine's PostgreSQL on 5432, else an embedded one."""
+    configured = os.environ.get("TEST_POSTGRES_ADMIN_URL")
+    if configured:
+        yield configured
+        return
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 1):
+        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+        return
+    folder = Path(tempfile.mkdtemp(prefix="pledges-test-postgres-"))
+    server = local_postgres.start(folder / "data", free_port())
+    try:
+        yield server.url()
+    finally:
+        local_postgres.stop(server.datadir)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +83,15 @@ def localstripe_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{TEST_DB}"')
-    url = _database_url(TEST_DB)
+    url = database_url_named(postgres_admin_url, TEST_DB)
     try:
         yield url
     finally:
         reset_caches()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
 
 

@@ -14,13 +14,14 @@ from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import webhooks
 from billing.models import Pledge, Reader, StripeEvent
 from billing.stripe_gateway import API_VERSION
 from tests.conftest import WEBHOOK_SECRET
 from webhooks.signature import sign
 
 FIXTURES: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text()
+    (Path(webhooks.__file__).parent / "stripe_objects.json").read_text()
 )["resources"]
 NOW = int(time.time())
 DAY = 86_400

@@ -6,9 +6,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.db import insert_for, utcnow
+from billing.db import utcnow
 from billing.models import StripeEvent
 from billing.task_queue import enqueue_after_commit
 from webhooks.shapes import timestamp
@@ -57,7 +58,6 @@ def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> S
     """
     # An event from the other mode (a live event at a test deployment) is kept, never applied.
     status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
-    insert = insert_for(session)
     inserted = session.execute(
         insert(StripeEvent)
         .values(

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from billing import notifications
-from billing.db import insert_for, utcnow
+from billing.db import utcnow
 from billing.models import Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe, StripeReader
 from webhooks.errors import EventRejected, RetryLater
@@ -59,7 +60,6 @@ def insert_ignoring_conflict(
     session: Session, model: type[Any], conflict_column: str, **values: Any
 ) -> bool:
     """INSERT … ON CONFLICT DO NOTHING: True when this call created the row."""
-    insert = insert_for(session)
     statement = (
         insert(model)
         .values(**values)

@@ -16,7 +16,6 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
-            render_as_batch=True,
             compare_type=True,
         )
         with context.begin_transaction():

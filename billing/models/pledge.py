@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.db import Base, UTCDateTime, utcnow
+from billing.db import Base, utcnow
 
 
 class PledgeInterval(enum.StrEnum):
@@ -107,13 +107,13 @@ class Pledge(Base):
     card_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     # `created` of the newest Stripe event or object state applied; older news never wins.
-    stripe_state_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stripe_state_at: Mapped[datetime | None] = mapped_column()
+    current_period_end: Mapped[datetime | None] = mapped_column()
 
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column()
+    canceled_at: Mapped[datetime | None] = mapped_column()
 
     @property
     def charged_minor(self) -> int:

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.db import Base, BigIntPK, UTCDateTime
+from billing.db import Base
 
 
 class PledgeHistory(Base):
@@ -34,10 +34,10 @@ class PledgeHistory(Base):
         Index("ix_pledge_history_reader_id_currency", "reader_id", "currency"),
     )
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     pledge_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pledges.id"), index=True)
     reader_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_at: Mapped[datetime] = mapped_column()
     status: Mapped[str] = mapped_column(String(16))
     # NULL for the row written when the pledge was created.
     previous_status: Mapped[str | None] = mapped_column(String(16))

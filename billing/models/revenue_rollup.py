@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.db import Base, UTCDateTime
+from billing.db import Base
 
 
 class RevenueRollup(Base):
@@ -17,7 +17,7 @@ class RevenueRollup(Base):
 
     __tablename__ = "revenue_rollup"
 
-    bucket_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    bucket_at: Mapped[datetime] = mapped_column(primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     payments: Mapped[int] = mapped_column(BigInteger)
     gross_minor: Mapped[int] = mapped_column(BigInteger)

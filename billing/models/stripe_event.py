@@ -3,29 +3,27 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.db import Base, BigIntPK, UTCDateTime, utcnow
-
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+from billing.db import Base, utcnow
 
 
 class StripeEvent(Base):
     __tablename__ = "stripe_events"
     __table_args__ = (Index("ix_stripe_events_status_received_at", "status", "received_at"),)
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str] = mapped_column(String(100), index=True)
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
     api_version: Mapped[str | None] = mapped_column(String(64))
-    stripe_created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    stripe_created_at: Mapped[datetime] = mapped_column()
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     # pending → handled | ignored | failed (failed ones are retried, then left for an operator).
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column()

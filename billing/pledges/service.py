@@ -7,11 +7,12 @@ from typing import Any
 import orjson
 import structlog
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
-from billing.db import insert_for, utcnow
+from billing.db import utcnow
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
@@ -325,7 +326,6 @@ def _get_or_create_reader(session: Session, request: PledgeCreate) -> Reader:
         "created_at": utcnow(),
         "updated_at": utcnow(),
     }
-    insert = insert_for(session)
     session.execute(
         insert(Reader).values(**values).on_conflict_do_nothing(index_elements=["email"])
     )

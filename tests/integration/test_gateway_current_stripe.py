@@ -19,7 +19,7 @@ from billing.stripe_gateway import API_VERSION, StripeGateway
 from tests.conftest import free_port
 
 FIXTURES = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "stripe_objects.json").read_text()
+    (Path(__file__).resolve().parents[2] / "webhooks" / "stripe_objects.json").read_text()
 )["resources"]
 
 

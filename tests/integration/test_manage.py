@@ -440,7 +440,7 @@ def test_manage_page_speaks_the_readers_language(
 
 
 FIXTURES = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "stripe_objects.json").read_text()
+    (Path(__file__).resolve().parents[2] / "webhooks" / "stripe_objects.json").read_text()
 )["resources"]
 
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import psycopg
 
-from tests.conftest import ADMIN_URL
-
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "reports_benchmark.py"
 
 
-def test_benchmark_runs_every_report_on_a_small_ledger_and_drops_its_database() -> None:
+def test_benchmark_runs_every_report_on_a_small_ledger_and_drops_its_database(
+    postgres_admin_url: str,
+) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCHMARK), "--pledges", "2000", "--payments", "20000",
          "--repeat", "1"],
-        env={**os.environ, "BENCH_POSTGRES_ADMIN_URL": ADMIN_URL},
+        env={**os.environ, "BENCH_POSTGRES_ADMIN_URL": postgres_admin_url},
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
 
@@ -26,6 +26,6 @@ def test_benchmark_runs_every_report_on_a_small_ledger_and_drops_its_database() 
         assert report in result.stdout
     database = result.stdout.split("database ", 1)[1].split()[0]
     assert f"dropped database {database}" in result.stdout
-    with psycopg.connect(ADMIN_URL) as admin:
+    with psycopg.connect(postgres_admin_url) as admin:
         left = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchall()
     assert left == []

@@ -103,13 +103,12 @@ def test_apikey_create_refuses_an_unknown_role(
     assert db.scalars(select(ApiKey)).all() == []
 
 
-def test_db_upgrade_builds_a_fresh_sqlite_database(tmp_path: object) -> None:
-    url = f"sqlite:///{tmp_path}/fresh.db"
-
+def test_db_upgrade_refuses_a_database_other_than_postgresql(tmp_path: object) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "billing.cli", "db", "upgrade"],
-        capture_output=True, text=True, env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True,
+        env={"DATABASE_URL": f"sqlite:///{tmp_path}/old.db", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
 
-    assert result.returncode == 0, result.stderr
-    assert "database at head" in result.stdout
+    assert result.returncode != 0
+    assert "DATABASE_URL must be a postgresql:// URL" in result.stderr

@@ -20,8 +20,26 @@ def test_development_runs_on_the_embedded_defaults(monkeypatch: pytest.MonkeyPat
     settings = Settings(_env_file=None)
 
     assert settings.environment == "development"
-    assert settings.database_url.startswith("sqlite:///")
+    assert settings.database_url == "postgresql://postgres@127.0.0.1:8432/pledges"
+    assert settings.celery_broker_url == (
+        "sqla+postgresql+psycopg://postgres@127.0.0.1:8432/pledges_broker"
+    )
     assert settings.currencies == ["eur", "usd", "gbp"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://db.internal/pledges", "postgres://u:p@db/pledges",
+     "postgresql+psycopg://127.0.0.1/pledges"],
+)  # fmt: skip
+def test_database_url_takes_postgresql_urls(url: str) -> None:
+    assert Settings(_env_file=None, database_url=url).database_url == url
+
+
+@pytest.mark.parametrize("url", ["sqlite:///./.pledges/pledges.db", "mysql://db/pledges", "db"])
+def test_database_url_refuses_other_databases(url: str) -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL must be a postgresql:// URL"):
+        Settings(_env_file=None, database_url=url)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def upgrade() -> None:
         "api_keys",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -55,7 +55,7 @@ def upgrade() -> None:
         "stripe_events",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("stripe_created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "payload",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            postgresql.JSONB(astext_type=sa.Text()),
             nullable=False,
         ),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -77,11 +77,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stripe_events")),
         sa.UniqueConstraint("stripe_event_id", name=op.f("uq_stripe_events_stripe_event_id")),
     )
-    with op.batch_alter_table("stripe_events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_stripe_events_status_received_at", ["status", "received_at"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_stripe_events_type"), ["type"], unique=False)
+    op.create_index(
+        "ix_stripe_events_status_received_at",
+        "stripe_events",
+        ["status", "received_at"],
+        unique=False,
+    )
+    op.create_index(op.f("ix_stripe_events_type"), "stripe_events", ["type"], unique=False)
 
     op.create_table(
         "pledges",
@@ -136,22 +138,24 @@ def upgrade() -> None:
             "stripe_subscription_id", name=op.f("uq_pledges_stripe_subscription_id")
         ),
     )
-    with op.batch_alter_table("pledges", schema=None) as batch_op:
-        batch_op.create_index("ix_pledges_campaign", ["campaign"], unique=False)
-        batch_op.create_index("ix_pledges_created_at", ["created_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_pledges_reader_id"), ["reader_id"], unique=False)
-        batch_op.create_index(
-            "ix_pledges_status_interval_currency", ["status", "interval", "currency"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_pledges_stripe_customer_id"), ["stripe_customer_id"], unique=False
-        )
+    op.create_index("ix_pledges_campaign", "pledges", ["campaign"], unique=False)
+    op.create_index("ix_pledges_created_at", "pledges", ["created_at"], unique=False)
+    op.create_index(op.f("ix_pledges_reader_id"), "pledges", ["reader_id"], unique=False)
+    op.create_index(
+        "ix_pledges_status_interval_currency",
+        "pledges",
+        ["status", "interval", "currency"],
+        unique=False,
+    )
+    op.create_index(
+        op.f("ix_pledges_stripe_customer_id"), "pledges", ["stripe_customer_id"], unique=False
+    )
 
     op.create_table(
         "payments",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -196,29 +200,29 @@ def upgrade() -> None:
             "stripe_payment_intent_id", name=op.f("uq_payments_stripe_payment_intent_id")
         ),
     )
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.create_index("ix_payments_paid_at_currency", ["paid_at", "currency"], unique=False)
-        batch_op.create_index(batch_op.f("ix_payments_pledge_id"), ["pledge_id"], unique=False)
-        batch_op.create_index(
-            "ix_payments_status_created_at", ["status", "created_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_payments_stripe_subscription_id"),
-            ["stripe_subscription_id"],
-            unique=False,
-        )
+    op.create_index(
+        "ix_payments_paid_at_currency", "payments", ["paid_at", "currency"], unique=False
+    )
+    op.create_index(op.f("ix_payments_pledge_id"), "payments", ["pledge_id"], unique=False)
+    op.create_index(
+        "ix_payments_status_created_at", "payments", ["status", "created_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_payments_stripe_subscription_id"),
+        "payments",
+        ["stripe_subscription_id"],
+        unique=False,
+    )
 
     op.create_table(
         "disputes",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column(
-            "payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("payment_id", sa.BigInteger(), nullable=False),
         sa.Column("stripe_dispute_id", sa.String(length=255), nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
@@ -234,15 +238,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_disputes")),
         sa.UniqueConstraint("stripe_dispute_id", name=op.f("uq_disputes_stripe_dispute_id")),
     )
-    with op.batch_alter_table("disputes", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_disputes_opened_at"), ["opened_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_disputes_payment_id"), ["payment_id"], unique=False)
+    op.create_index(op.f("ix_disputes_opened_at"), "disputes", ["opened_at"], unique=False)
+    op.create_index(op.f("ix_disputes_payment_id"), "disputes", ["payment_id"], unique=False)
 
     op.create_table(
         "email_outbox",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -252,13 +255,11 @@ def upgrade() -> None:
         sa.Column("locale", sa.String(length=10), nullable=False),
         sa.Column(
             "context",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            postgresql.JSONB(astext_type=sa.Text()),
             nullable=False,
         ),
         sa.Column("pledge_id", sa.Uuid(), nullable=True),
-        sa.Column(
-            "payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("payment_id", sa.BigInteger(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
@@ -276,26 +277,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_outbox")),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_email_outbox_dedupe_key")),
     )
-    with op.batch_alter_table("email_outbox", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_email_outbox_payment_id"), ["payment_id"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_email_outbox_pledge_id"), ["pledge_id"], unique=False)
-        batch_op.create_index(
-            "ix_email_outbox_status_send_after", ["status", "send_after"], unique=False
-        )
+    op.create_index(
+        op.f("ix_email_outbox_payment_id"), "email_outbox", ["payment_id"], unique=False
+    )
+    op.create_index(op.f("ix_email_outbox_pledge_id"), "email_outbox", ["pledge_id"], unique=False)
+    op.create_index(
+        "ix_email_outbox_status_send_after", "email_outbox", ["status", "send_after"], unique=False
+    )
 
     op.create_table(
         "refunds",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column(
-            "payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("payment_id", sa.BigInteger(), nullable=False),
         sa.Column("stripe_refund_id", sa.String(length=255), nullable=False),
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
@@ -311,46 +309,39 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
         sa.UniqueConstraint("stripe_refund_id", name=op.f("uq_refunds_stripe_refund_id")),
     )
-    with op.batch_alter_table("refunds", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_refunds_payment_id"), ["payment_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_refunds_refunded_at"), ["refunded_at"], unique=False)
+    op.create_index(op.f("ix_refunds_payment_id"), "refunds", ["payment_id"], unique=False)
+    op.create_index(op.f("ix_refunds_refunded_at"), "refunds", ["refunded_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("refunds", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_refunds_refunded_at"))
-        batch_op.drop_index(batch_op.f("ix_refunds_payment_id"))
+    op.drop_index(op.f("ix_refunds_refunded_at"), table_name="refunds")
+    op.drop_index(op.f("ix_refunds_payment_id"), table_name="refunds")
 
     op.drop_table("refunds")
-    with op.batch_alter_table("email_outbox", schema=None) as batch_op:
-        batch_op.drop_index("ix_email_outbox_status_send_after")
-        batch_op.drop_index(batch_op.f("ix_email_outbox_pledge_id"))
-        batch_op.drop_index(batch_op.f("ix_email_outbox_payment_id"))
+    op.drop_index("ix_email_outbox_status_send_after", table_name="email_outbox")
+    op.drop_index(op.f("ix_email_outbox_pledge_id"), table_name="email_outbox")
+    op.drop_index(op.f("ix_email_outbox_payment_id"), table_name="email_outbox")
 
     op.drop_table("email_outbox")
-    with op.batch_alter_table("disputes", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_disputes_payment_id"))
-        batch_op.drop_index(batch_op.f("ix_disputes_opened_at"))
+    op.drop_index(op.f("ix_disputes_payment_id"), table_name="disputes")
+    op.drop_index(op.f("ix_disputes_opened_at"), table_name="disputes")
 
     op.drop_table("disputes")
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_payments_stripe_subscription_id"))
-        batch_op.drop_index("ix_payments_status_created_at")
-        batch_op.drop_index(batch_op.f("ix_payments_pledge_id"))
-        batch_op.drop_index("ix_payments_paid_at_currency")
+    op.drop_index(op.f("ix_payments_stripe_subscription_id"), table_name="payments")
+    op.drop_index("ix_payments_status_created_at", table_name="payments")
+    op.drop_index(op.f("ix_payments_pledge_id"), table_name="payments")
+    op.drop_index("ix_payments_paid_at_currency", table_name="payments")
 
     op.drop_table("payments")
-    with op.batch_alter_table("pledges", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_pledges_stripe_customer_id"))
-        batch_op.drop_index("ix_pledges_status_interval_currency")
-        batch_op.drop_index(batch_op.f("ix_pledges_reader_id"))
-        batch_op.drop_index("ix_pledges_created_at")
-        batch_op.drop_index("ix_pledges_campaign")
+    op.drop_index(op.f("ix_pledges_stripe_customer_id"), table_name="pledges")
+    op.drop_index("ix_pledges_status_interval_currency", table_name="pledges")
+    op.drop_index(op.f("ix_pledges_reader_id"), table_name="pledges")
+    op.drop_index("ix_pledges_created_at", table_name="pledges")
+    op.drop_index("ix_pledges_campaign", table_name="pledges")
 
     op.drop_table("pledges")
-    with op.batch_alter_table("stripe_events", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_stripe_events_type"))
-        batch_op.drop_index("ix_stripe_events_status_received_at")
+    op.drop_index(op.f("ix_stripe_events_type"), table_name="stripe_events")
+    op.drop_index("ix_stripe_events_status_received_at", table_name="stripe_events")
 
     op.drop_table("stripe_events")
     op.drop_table("readers")

@@ -165,7 +165,7 @@ def upgrade() -> None:
         "pledge_history",
         sa.Column(
             "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.BigInteger(),
             autoincrement=True,
             nullable=False,
         ),
@@ -184,19 +184,22 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pledge_history")),
     )
-    with op.batch_alter_table("pledge_history", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_pledge_history_changed_at",
-            ["changed_at"],
-            unique=False,
-            postgresql_include=HISTORY_INCLUDE,
-        )
-        batch_op.create_index(
-            batch_op.f("ix_pledge_history_pledge_id"), ["pledge_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_pledge_history_reader_id_currency", ["reader_id", "currency"], unique=False
-        )
+    op.create_index(
+        "ix_pledge_history_changed_at",
+        "pledge_history",
+        ["changed_at"],
+        unique=False,
+        postgresql_include=HISTORY_INCLUDE,
+    )
+    op.create_index(
+        op.f("ix_pledge_history_pledge_id"), "pledge_history", ["pledge_id"], unique=False
+    )
+    op.create_index(
+        "ix_pledge_history_reader_id_currency",
+        "pledge_history",
+        ["reader_id", "currency"],
+        unique=False,
+    )
     op.create_table(
         "revenue_rollup",
         sa.Column("bucket_at", sa.DateTime(timezone=True), nullable=False),
@@ -207,27 +210,26 @@ def upgrade() -> None:
         sa.Column("fees_unknown_payments", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("bucket_at", "currency", name=op.f("pk_revenue_rollup")),
     )
-    with op.batch_alter_table("pledges", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_pledges_activated_at",
-            ["activated_at"],
-            unique=False,
-            postgresql_include=ACTIVATED_INCLUDE,
-            postgresql_where=sa.text("activated_at IS NOT NULL"),
-        )
-        batch_op.create_index("ix_pledges_canceled_at", ["canceled_at"], unique=False)
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_payments_failed_at",
-            ["failed_at"],
-            unique=False,
-            postgresql_include=FAILED_INCLUDE,
-            postgresql_where=sa.text("failed_at IS NOT NULL"),
-        )
-        batch_op.create_index("ix_payments_created_at_id", ["created_at", "id"], unique=False)
+    op.create_index(
+        "ix_pledges_activated_at",
+        "pledges",
+        ["activated_at"],
+        unique=False,
+        postgresql_include=ACTIVATED_INCLUDE,
+        postgresql_where=sa.text("activated_at IS NOT NULL"),
+    )
+    op.create_index("ix_pledges_canceled_at", "pledges", ["canceled_at"], unique=False)
+    op.create_index(
+        "ix_payments_failed_at",
+        "payments",
+        ["failed_at"],
+        unique=False,
+        postgresql_include=FAILED_INCLUDE,
+        postgresql_where=sa.text("failed_at IS NOT NULL"),
+    )
+    op.create_index("ix_payments_created_at_id", "payments", ["created_at", "id"], unique=False)
 
-    # Reports read these without touching the table: index-only scans at millions of rows
-    # (SQLite, which reports refuse, gets plain indexes so the schema matches the models).
+    # Reports read these without touching the table: index-only scans at millions of rows.
     op.create_index(
         "ix_pledges_contributing",
         "pledges",
@@ -242,8 +244,6 @@ def upgrade() -> None:
         postgresql_include=["currency", "amount_minor", "fee_minor", "status"],
         postgresql_where=sa.text("paid_at IS NOT NULL"),
     )
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(PLEDGE_MRR_FUNCTION)
     op.execute(RECORD_HISTORY_FUNCTION)
     op.execute(BACKFILL_HISTORY)
@@ -261,24 +261,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS payments_rollup_revenue ON payments")
-        op.execute("DROP FUNCTION IF EXISTS rebuild_revenue_rollup()")
-        op.execute("DROP FUNCTION IF EXISTS rollup_payment_revenue()")
-        op.execute("DROP TRIGGER IF EXISTS pledges_record_history ON pledges")
-        op.execute("DROP FUNCTION IF EXISTS record_pledge_history()")
-        op.execute("DROP FUNCTION IF EXISTS pledge_mrr_minor(text, text, bigint)")
+    op.execute("DROP TRIGGER IF EXISTS payments_rollup_revenue ON payments")
+    op.execute("DROP FUNCTION IF EXISTS rebuild_revenue_rollup()")
+    op.execute("DROP FUNCTION IF EXISTS rollup_payment_revenue()")
+    op.execute("DROP TRIGGER IF EXISTS pledges_record_history ON pledges")
+    op.execute("DROP FUNCTION IF EXISTS record_pledge_history()")
+    op.execute("DROP FUNCTION IF EXISTS pledge_mrr_minor(text, text, bigint)")
     op.drop_index("ix_payments_revenue", table_name="payments")
     op.drop_index("ix_pledges_contributing", table_name="pledges")
-    with op.batch_alter_table("payments", schema=None) as batch_op:
-        batch_op.drop_index("ix_payments_created_at_id")
-        batch_op.drop_index("ix_payments_failed_at")
-    with op.batch_alter_table("pledges", schema=None) as batch_op:
-        batch_op.drop_index("ix_pledges_canceled_at")
-        batch_op.drop_index("ix_pledges_activated_at")
-    with op.batch_alter_table("pledge_history", schema=None) as batch_op:
-        batch_op.drop_index("ix_pledge_history_reader_id_currency")
-        batch_op.drop_index(batch_op.f("ix_pledge_history_pledge_id"))
-        batch_op.drop_index("ix_pledge_history_changed_at")
+    op.drop_index("ix_payments_created_at_id", table_name="payments")
+    op.drop_index("ix_payments_failed_at", table_name="payments")
+    op.drop_index("ix_pledges_canceled_at", table_name="pledges")
+    op.drop_index("ix_pledges_activated_at", table_name="pledges")
+    op.drop_index("ix_pledge_history_reader_id_currency", table_name="pledge_history")
+    op.drop_index(op.f("ix_pledge_history_pledge_id"), table_name="pledge_history")
+    op.drop_index("ix_pledge_history_changed_at", table_name="pledge_history")
     op.drop_table("pledge_history")
     op.drop_table("revenue_rollup")
