@@ -14,6 +14,7 @@ from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
 from billing.widget.routes import install_widget
+from webhooks.routes import MAX_WEBHOOK_BYTES, WEBHOOK_PATH
 from webhooks.routes import router as webhooks_router
 
 
@@ -37,7 +38,11 @@ def create_app() -> FastAPI:
         allow_headers=["Content-Type", "Idempotency-Key", "Captcha-Token"],
         max_age=600,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        limits_by_path={WEBHOOK_PATH: MAX_WEBHOOK_BYTES},
+    )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_widget(app)
     app.include_router(manage_router)
