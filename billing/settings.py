@@ -13,6 +13,9 @@ DEV_STRIPE_API_KEY = "sk_test_localstripe"
 DEV_STRIPE_PUBLISHABLE_KEY = "pk_test_localstripe"
 DEV_WEBHOOK_SECRET = "whsec_dev"  # noqa: S105  (development only; refused elsewhere)
 DEV_POSTGRES_PORT = 8432
+# Signing secrets shorter than this can be brute-forced offline from one signed link or event;
+# Stripe's own webhook secrets are longer (whsec_ + 32 characters).
+MIN_SECRET_LENGTH = 32
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 
 
@@ -201,6 +204,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "READER_LINK_SECRET must be set to a real value when ENVIRONMENT="
                 f"{self.environment} (placeholders are only accepted in development)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _long_signing_secrets_outside_development(self) -> "Settings":
+        if self.environment == "development":
+            return self
+        short = []
+        if any(len(s.get_secret_value()) < MIN_SECRET_LENGTH for s in self.stripe_webhook_secret):
+            short.append("STRIPE_WEBHOOK_SECRET (each one)")
+        if len(self.reader_link_secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            short.append("READER_LINK_SECRET")
+        if short:
+            raise ValueError(
+                f"{' and '.join(short)} must be at least {MIN_SECRET_LENGTH} characters when "
+                f"ENVIRONMENT={self.environment}; generate one with: python -c "
+                '"import secrets; print(secrets.token_urlsafe(32))"'
             )
         return self
 

@@ -105,9 +105,10 @@ def test_signature_just_inside_the_tolerance_is_accepted(client: TestClient, db:
 
 @pytest.fixture
 def rotating_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{WEBHOOK_SECRET},whsec_next_one")
+    next_secret = "whsec_next_one_" + "n" * 32
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{WEBHOOK_SECRET},{next_secret}")
     reset_caches()
-    yield "whsec_next_one"
+    yield next_secret
     monkeypatch.undo()
     reset_caches()
 
