@@ -28,6 +28,8 @@ PRODUCTION = {
     "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 32,
     "READER_LINK_SECRET": "r" * 43,
     "SMTP_HOST": "smtp.newsroom.example",
+    "SMTP_USERNAME": "pledges",
+    "SMTP_PASSWORD": "relay-password",
     "MAIL_FROM": "Bugle <pledges@bugle.example>",
     "PUBLIC_URL": "https://pledges.bugle.example",
     "WIDGET_ORIGINS": "https://bugle.example",
@@ -136,6 +138,7 @@ def test_compose_runs_in_production_and_refuses_short_secrets(
     assert settings.environment == "production"
     assert settings.stripe_api_base in (None, "")
     assert settings.stripe_js_url == "https://js.stripe.com/v3/"
+    assert settings.smtp_security == "starttls" and settings.smtp_password is not None
     short = {**PRODUCTION, "READER_LINK_SECRET": "too-short"}
     with pytest.raises(ValidationError, match="READER_LINK_SECRET must be at least 32"):
         settings_from(resolved_settings(short), monkeypatch)
