@@ -8,7 +8,6 @@ from billing import health
 from billing.body_limit import BodyLimitMiddleware
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
-from billing.manage.access_log import redact_manage_tokens
 from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
@@ -46,5 +45,4 @@ def create_app() -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_widget(app)
     app.include_router(manage_router)
-    redact_manage_tokens()
     return app
