@@ -79,7 +79,9 @@ class Counters:
             if self._in_memory:
                 return
             self._in_memory = True
-        log.warning(
+        # Once per outage, so a logger bound now (not the module's cached one) costs nothing and
+        # follows the logging configuration in force.
+        structlog.get_logger().warning(
             "rate_limits_in_memory", error=type(error).__name__,
             retry_redis_after_seconds=REDIS_RETRY_AFTER_SECONDS,
         )  # fmt: skip
