@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from billing.db import insert_for, utcnow
+from billing.endpoints import events as outgoing
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
@@ -119,6 +120,7 @@ def create_pledge(
     )
     pledge.stripe_setup_intent_id = setup_intent.id
     session.flush()
+    outgoing.pledge_created(session, pledge=pledge)
     log.info(
         "pledge_created", pledge_id=str(pledge.id), amount_minor=pledge.amount_minor,
         currency=currency, interval=pledge.interval, campaign=pledge.campaign,
@@ -147,7 +149,9 @@ def confirm_pledge(session: Session, gateway: StripeGateway, pledge_id: str) -> 
             outcome = _charge_first_time(gateway, pledge)
         except CardDeclined as declined:
             outcome = ChargeOutcome("failed", "", failure_reason=declined.reason)
-    return _apply_outcome(gateway, pledge, outcome)
+    confirmed = _apply_outcome(gateway, pledge, outcome)
+    outgoing.pledge_moved(session, pledge=pledge, previous_status=PledgeStatus.PENDING)
+    return confirmed
 
 
 def _charge_first_time(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
