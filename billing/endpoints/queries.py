@@ -126,7 +126,7 @@ def deliveries(
         .order_by(WebhookDelivery.id.desc())
         .limit(limit)
     )
-    return [(delivery, event) for delivery, event in session.execute(query).tuples()]
+    return [(delivery, event) for delivery, event in session.execute(query)]
 
 
 def events_since(session: Session, *, since: datetime) -> list[OutgoingEvent]:
