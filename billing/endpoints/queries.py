@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from billing.db import utcnow
@@ -138,3 +138,22 @@ def events_since(session: Session, *, since: datetime) -> list[OutgoingEvent]:
 
 def endpoints(session: Session) -> list[WebhookEndpoint]:
     return list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def overview(session: Session) -> list[Row[int, str, str, int, int, datetime | None]]:
+    """Per endpoint: id, URL, status, deliveries waiting, deliveries failed, last success."""
+    delivery = WebhookDelivery
+    query = (
+        select(
+            WebhookEndpoint.id,
+            WebhookEndpoint.url,
+            WebhookEndpoint.status,
+            func.count(delivery.id).filter(delivery.status.in_(UNFINISHED)),
+            func.count(delivery.id).filter(delivery.status == "failed"),
+            func.max(delivery.delivered_at),
+        )
+        .outerjoin(delivery, delivery.endpoint_id == WebhookEndpoint.id)
+        .group_by(WebhookEndpoint.id)
+        .order_by(WebhookEndpoint.id)
+    )
+    return list(session.execute(query))

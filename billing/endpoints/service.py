@@ -136,6 +136,26 @@ def remove_endpoint(session: Session, *, endpoint_id: int) -> None:
     session.flush()
 
 
+@dataclass(frozen=True)
+class EndpointHealth:
+    """One dashboard row: how an endpoint's deliveries are going."""
+
+    id: int
+    url: str
+    status: str
+    waiting: int
+    failed: int
+    last_delivered_at: datetime | None
+
+
+def overview(session: Session) -> list[EndpointHealth]:
+    return [
+        EndpointHealth(id=row[0], url=row[1], status=row[2], waiting=row[3], failed=row[4],
+                       last_delivered_at=row[5])
+        for row in queries.overview(session)
+    ]  # fmt: skip
+
+
 def delivery_log(
     session: Session, *, endpoint_id: int, limit: int = 50
 ) -> list[tuple[WebhookDelivery, OutgoingEvent]]:

@@ -313,3 +313,23 @@ def test_deliveries_log_and_replay_since_a_moment(
     assert (
         len(runner.invoke(app, ["endpoints", "deliveries", endpoint_id]).output.splitlines()) == 4
     )
+
+
+def test_the_dashboard_shows_endpoints_to_admins_only(
+    client: TestClient, db: Session, allow_private: None, receiver: Receiver
+) -> None:
+    add_endpoint(db, get_settings(), url=receiver.url, event_types="*")
+    outgoing.reader_updated(db, reader=make_reader(db), changed=["email"])
+    db.commit()
+    assert deliver_all(db) == ["delivered"]
+
+    for role, shown in (("finance", False), ("admin", True)):
+        client.cookies.clear()
+        signed_in = client.post(
+            "/reports/dashboard/session", data={"api_key": api_key(db, role)},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert signed_in.status_code == 303
+        page = client.get("/reports/dashboard").text
+        assert ('id="endpoints"' in page) is shown
+        assert (receiver.url in page) is shown
