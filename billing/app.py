@@ -6,6 +6,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from billing import health
 from billing.body_limit import BodyLimitMiddleware
+from billing.endpoints.routes import install_endpoints
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.manage.access_log import redact_manage_tokens
@@ -28,6 +29,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(pledges_router)
     install_reports(app)
+    install_endpoints(app)
     app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(

@@ -241,6 +241,25 @@ class Settings(BaseSettings):
             raise ValueError("DUNNING_SCHEDULE_DAYS must be increasing whole days, e.g. 3,10")
         return value
 
+    # --- Outgoing webhooks to the newsroom's own systems (issue 14) ---
+    # Where mail about an endpoint that was disabled goes; NEWSROOM_SUPPORT_EMAIL when empty.
+    admin_emails: Annotated[list[str], NoDecode] = []
+    # Deliveries to loopback, private, link-local or metadata addresses are refused unless true.
+    outgoing_webhook_allow_private: bool = False
+    # 16 attempts, doubling from 60 s up to 12 h between them: about 3.2 days before giving up.
+    outgoing_webhook_max_attempts: int = Field(default=16, ge=1)
+    outgoing_webhook_retry_base_seconds: float = Field(default=60.0, gt=0)
+    outgoing_webhook_retry_max_seconds: float = Field(default=12 * 3600.0, gt=0)
+    # How long a delivery may take before another worker may assume its worker died.
+    outgoing_webhook_lease_seconds: float = Field(default=60.0, gt=10)
+    # After `endpoints rotate-secret`, the old secret also signs for this long.
+    outgoing_webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _split_admin_emails(cls, value: object) -> object:
+        return _split_csv(value)
+
 
 @lru_cache
 def get_settings() -> Settings:

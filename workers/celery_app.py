@@ -6,7 +6,9 @@ from billing.settings import get_settings
 from billing.task_queue import broker_transport_options
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
-TASK_MODULES: list[str] = ["webhooks.tasks", "workers.emails", "workers.dunning"]
+TASK_MODULES: list[str] = [
+    "webhooks.tasks", "workers.emails", "workers.dunning", "workers.outgoing",
+]  # fmt: skip
 
 
 def create_celery() -> Celery:
@@ -27,6 +29,10 @@ def create_celery() -> Celery:
         beat_schedule={
             "webhooks-sweep-events": {"task": "webhooks.sweep_events", "schedule": 60.0},
             "sweep-email-outbox": {"task": "workers.emails.sweep_outbox", "schedule": 60.0},
+            "sweep-webhook-deliveries": {
+                "task": "workers.outgoing.sweep_deliveries",
+                "schedule": 60.0,
+            },
             "send-due-reminders": {
                 "task": "workers.dunning.send_due_reminders",
                 "schedule": 15 * 60.0,

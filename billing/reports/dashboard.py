@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from billing.dependencies import get_session
+from billing.endpoints.service import overview as endpoint_overview
 from billing.money import format_money
 from billing.reports import queries
 from billing.reports.auth import DASHBOARD_COOKIE, authenticate, presented_key
@@ -103,6 +104,8 @@ def dashboard(
         campaigns=[row for row in attribution.rows if row.dimension == "campaign"],
         chart_data=chart_data,
         csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
+        # Outgoing webhooks are an admin's business (billing/endpoints).
+        endpoints=endpoint_overview(session) if principal.role == "admin" else None,
     )
 
 

@@ -19,10 +19,12 @@ CONTEXT: dict[str, Any] = {
     "receipt_number": "R-00000001", "period_start": None, "period_end": None,
     "update_url": "https://news.example/manage/t", "next_attempt_date": None,
     "refund_amount": None, "refund_date": None,
+    "endpoint": {"id": 7, "url": "https://crm.example/hook", "reason": "HTTP 500"},
 }  # fmt: skip
 TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
     "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
+    "endpoint_disabled",
 ]  # fmt: skip
 
 
