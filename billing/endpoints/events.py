@@ -72,30 +72,43 @@ def record(
         select(Endpoint.id, Endpoint.event_types).where(Endpoint.status == "enabled")
     ).all()
     wanted = [endpoint_id for endpoint_id, patterns in endpoints if matches(patterns, event_type)]
-    if not wanted:
-        return
+    queue_deliveries(
+        session,
+        [(endpoint_id, event_row_id, reader_id) for endpoint_id in wanted],
+        replay=False,
+    )
+
+
+def queue_deliveries(
+    session: Session, targets: list[tuple[int, int, uuid.UUID | None]], *, replay: bool
+) -> int:
+    """One pending delivery per (endpoint, event, reader), each sent after the commit."""
+    if not targets:
+        return 0
+    now = utcnow()
     delivery_ids = session.scalars(
         insert(WebhookDelivery)
         .values(
             [
                 {
                     "endpoint_id": endpoint_id,
-                    "event_id": event_row_id,
+                    "event_id": event_id,
                     "reader_id": reader_id,
-                    "replay": False,
+                    "replay": replay,
                     "status": "pending",
                     "attempts": 0,
                     "next_attempt_at": now,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for endpoint_id in wanted
+                for endpoint_id, event_id, reader_id in targets
             ]
         )
         .returning(WebhookDelivery.id)
     ).all()
     for delivery_id in delivery_ids:
         enqueue_after_commit(session, DELIVER_TASK, delivery_id)
+    return len(delivery_ids)
 
 
 # ---- what each event says ---------------------------------------------------------------

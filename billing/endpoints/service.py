@@ -10,12 +10,11 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.endpoints import network, queries
-from billing.endpoints.events import DELIVER_TASK, EVENT_TYPES, matches
+from billing.endpoints.events import DELIVER_TASK, EVENT_TYPES, matches, queue_deliveries
 from billing.endpoints.signing import new_secret
 from billing.models import OutgoingEvent, Reader, WebhookDelivery, WebhookEndpoint
 from billing.notifications import SEND_EMAIL_TASK
@@ -170,37 +169,12 @@ def replay(session: Session, *, endpoint_id: int, since: datetime) -> int:
     already has it can tell.
     """
     endpoint = get_endpoint(session, endpoint_id)
-    events = [
-        event
+    targets = [
+        (endpoint.id, event.id, event.reader_id)
         for event in queries.events_since(session, since=since)
         if matches(endpoint.event_types, event.type)
     ]
-    if not events:
-        return 0
-    now = utcnow()
-    delivery_ids = session.scalars(
-        insert(WebhookDelivery)
-        .values(
-            [
-                {
-                    "endpoint_id": endpoint.id,
-                    "event_id": event.id,
-                    "reader_id": event.reader_id,
-                    "replay": True,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for event in events
-            ]
-        )
-        .returning(WebhookDelivery.id)
-    ).all()
-    for delivery_id in delivery_ids:
-        enqueue_after_commit(session, DELIVER_TASK, delivery_id)
-    return len(delivery_ids)
+    return queue_deliveries(session, targets, replay=True)
 
 
 # ---- used by the delivery worker ---------------------------------------------------------
