@@ -72,6 +72,7 @@ def record(
         select(Endpoint.id, Endpoint.event_types).where(Endpoint.status == "enabled")
     ).all()
     wanted = [endpoint_id for endpoint_id, patterns in endpoints if matches(patterns, event_type)]
+    assert event_row_id is not None
     queue_deliveries(
         session,
         [(endpoint_id, event_row_id, reader_id) for endpoint_id in wanted],
