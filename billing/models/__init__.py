@@ -3,6 +3,7 @@
 from billing.models.api_key import ApiKey
 from billing.models.dispute import Dispute
 from billing.models.email_outbox import EmailOutbox
+from billing.models.giving_statement import GivingStatement
 from billing.models.payment import Payment
 from billing.models.pledge import Pledge, PledgeInterval, PledgeStatus
 from billing.models.pledge_history import PledgeHistory
@@ -15,6 +16,7 @@ __all__ = [
     "ApiKey",
     "Dispute",
     "EmailOutbox",
+    "GivingStatement",
     "Payment",
     "Pledge",
     "PledgeHistory",
