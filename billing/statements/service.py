@@ -125,7 +125,7 @@ def year_due_for_mailing(settings: Settings) -> int | None:
     return fiscal.year if 0 <= days_late < CATCH_UP_DAYS else None
 
 
-def statement_years(session: Session, settings: Settings, reader_id: uuid.UUID) -> list[int]:
+def statement_years(session: Session, settings: Settings, reader_id: uuid.UUID) -> list[FiscalYear]:
     """Finished fiscal years in which the reader gave (or got money back), newest first."""
     days = queries.reader_days(session, reader_id, settings.reporting_timezone)
     years = {
@@ -133,7 +133,7 @@ def statement_years(session: Session, settings: Settings, reader_id: uuid.UUID) 
         for day in days
     }
     now = today(settings)
-    return sorted((fy.year for fy in years if is_complete(fy, now)), reverse=True)
+    return sorted((fy for fy in years if is_complete(fy, now)), key=lambda fy: -fy.year)
 
 
 def build_statement(
