@@ -66,8 +66,12 @@ def render_html(statement: Statement, settings: Settings) -> str:
 def render_pdf(statement: Statement, settings: Settings) -> bytes:
     # Imported here: it loads Pango through cffi, which the API's other pages never need.
     from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
 
-    pdf = HTML(string=render_html(statement, settings)).write_pdf()
+    # The statement needs nothing from outside; a fetcher that may fetch nothing means no text
+    # in it (a reader's name, a setting) can make the renderer read a file or call a server.
+    no_fetching = URLFetcher(allowed_protocols=())
+    pdf = HTML(string=render_html(statement, settings), url_fetcher=no_fetching).write_pdf()
     assert pdf is not None  # write_pdf returns bytes when no target is given
     return bytes(pdf)
 
