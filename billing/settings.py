@@ -229,6 +229,36 @@ class Settings(BaseSettings):
     # A private CA that signed the mail relay's certificate (STARTTLS); the system's CAs otherwise.
     smtp_ca_file: Path | None = None
 
+    # --- Annual giving statements (issue 12) ---
+    # The legal entity printed on statements; NEWSROOM_NAME when unset.
+    newsroom_legal_name: str | None = None
+    # Tax or charity registration number printed on statements, e.g. "EIN 12-3456789".
+    newsroom_tax_id: str = ""
+    # Month-day on which a fiscal year begins in REPORTING_TIMEZONE ("04-06": UK tax year);
+    # fiscal year N starts on that day of year N.
+    fiscal_year_start: str = "01-01"
+    # Month-day on which beat mails last fiscal year's statements; unset (off) by default.
+    statements_send_on: str | None = None
+    statement_number_prefix: str = Field(default="S", max_length=16)
+
+    @field_validator("fiscal_year_start")
+    @classmethod
+    def _fiscal_year_start(cls, value: str) -> str:
+        from billing.statements.fiscal import parse_month_day
+
+        parse_month_day(value, "FISCAL_YEAR_START")
+        return value.strip()
+
+    @field_validator("statements_send_on")
+    @classmethod
+    def _statements_send_on(cls, value: str | None) -> str | None:
+        from billing.statements.fiscal import parse_month_day
+
+        if value is None or not value.strip():
+            return None
+        parse_month_day(value, "STATEMENTS_SEND_ON")
+        return value.strip()
+
     @field_validator("dunning_schedule_days", mode="before")
     @classmethod
     def _split_schedule(cls, value: object) -> object:

@@ -8,6 +8,7 @@ from billing.task_queue import broker_transport_options
 # Modules whose tasks the worker registers; each names its tasks explicitly.
 TASK_MODULES: list[str] = [
     "webhooks.tasks", "workers.emails", "workers.dunning", "workers.outgoing",
+    "workers.statements",
 ]  # fmt: skip
 
 
@@ -39,6 +40,12 @@ def create_celery() -> Celery:
             },
         },
     )
+    if settings.statements_send_on:
+        # Off unless STATEMENTS_SEND_ON is set; hourly, so the day is caught in any time zone.
+        celery.conf.beat_schedule["send-due-statements"] = {
+            "task": "workers.statements.send_due_statements",
+            "schedule": 3600.0,
+        }
     return celery
 
 

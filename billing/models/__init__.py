@@ -3,6 +3,7 @@
 from billing.models.api_key import ApiKey
 from billing.models.dispute import Dispute
 from billing.models.email_outbox import EmailOutbox
+from billing.models.giving_statement import GivingStatement
 from billing.models.outgoing_event import OutgoingEvent
 from billing.models.payment import Payment
 from billing.models.pledge import Pledge, PledgeInterval, PledgeStatus
@@ -18,6 +19,7 @@ __all__ = [
     "ApiKey",
     "Dispute",
     "EmailOutbox",
+    "GivingStatement",
     "OutgoingEvent",
     "Payment",
     "Pledge",
