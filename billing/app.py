@@ -6,12 +6,15 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from billing import health
 from billing.body_limit import BodyLimitMiddleware
+from billing.endpoints.routes import install_endpoints
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
+from billing.statements.routes import manage_router as statements_manage_router
+from billing.statements.routes import reports_router as statements_reports_router
 from billing.widget.routes import install_widget
 from webhooks.routes import MAX_WEBHOOK_BYTES, WEBHOOK_PATH
 from webhooks.routes import router as webhooks_router
@@ -28,6 +31,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(pledges_router)
     install_reports(app)
+    install_endpoints(app)
+    app.include_router(statements_reports_router)
     app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(
@@ -45,4 +50,5 @@ def create_app() -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_widget(app)
     app.include_router(manage_router)
+    app.include_router(statements_manage_router)
     return app

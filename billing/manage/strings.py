@@ -38,6 +38,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "invalid_link": "This link is not valid or has expired. Enter your email to get a new one.",
         "bad_email": "Enter a valid email address.",
         "too_many": "Too many requests. Please try again later.",
+        "statements_title": "Giving statements", "statement_pdf": "Statement (PDF)",
+        "statement_html": "web page",
     },
     "ru": {
         "title": "Ваша поддержка", "amount": "Сумма", "status": "Статус", "since": "С",
@@ -71,6 +73,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "новую.",
         "bad_email": "Введите правильный адрес эл. почты.",
         "too_many": "Слишком много запросов. Попробуйте позже.",
+        "statements_title": "Справки о пожертвованиях", "statement_pdf": "Справка (PDF)",
+        "statement_html": "веб-страница",
     },
 }  # fmt: skip
 
