@@ -38,7 +38,8 @@ SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(v[01]=)[0-9a-fA-F]{16,}"), rf"\1{REDACTED}"),
     # Keys and secrets recognisable by their shape: Stripe's, intents' client secrets, ours.
     (re.compile(r"\b((?:sk|rk)_(?:live|test)_)[A-Za-z0-9]+"), rf"\1{REDACTED}"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), f"whsec_{REDACTED}"),
+    # Stripe's webhook secrets and our outgoing endpoints' (base64, so + / = too).
+    (re.compile(r"\bwhsec_[A-Za-z0-9_+/=]+"), f"whsec_{REDACTED}"),
     (re.compile(r"\b((?:seti|pi|src)_[A-Za-z0-9]+_secret_)[A-Za-z0-9]+"), rf"\1{REDACTED}"),
     (re.compile(r"\brp_[A-Za-z0-9_-]{20,}"), f"rp_{REDACTED}"),
 )

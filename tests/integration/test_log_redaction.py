@@ -38,6 +38,7 @@ CLIENT_SECRET = "seti_1AbC_secret_" + "c" * 24
         ("header t=1700000000,v1=" + "ab" * 32, "ab" * 32, "v1=[redacted]"),
         ("Invalid API Key provided: " + STRIPE_KEY, STRIPE_KEY, "sk_live_[redacted]"),
         ("secret whsec_" + "w" * 32, "w" * 32, "whsec_[redacted]"),
+        ("endpoint secret whsec_ab+/cd" + "w" * 30 + "==", "w" * 30, "whsec_[redacted]"),
         ("intent " + CLIENT_SECRET, "c" * 24, "seti_1AbC_secret_[redacted]"),
         ("key " + API_KEY, API_KEY, "rp_[redacted]"),
     ],
