@@ -35,7 +35,7 @@ ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-SECRET = "whsec_bench_" + uuid.uuid4().hex[:8]
+SECRET = "whsec_bench_" + uuid.uuid4().hex
 
 
 def signed_events(subscriptions: list[str], count: int) -> list[bytes]:

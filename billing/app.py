@@ -9,7 +9,6 @@ from billing.body_limit import BodyLimitMiddleware
 from billing.endpoints.routes import install_endpoints
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
-from billing.manage.access_log import redact_manage_tokens
 from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
@@ -17,6 +16,7 @@ from billing.settings import get_settings
 from billing.statements.routes import manage_router as statements_manage_router
 from billing.statements.routes import reports_router as statements_reports_router
 from billing.widget.routes import install_widget
+from webhooks.routes import MAX_WEBHOOK_BYTES, WEBHOOK_PATH
 from webhooks.routes import router as webhooks_router
 
 
@@ -42,10 +42,13 @@ def create_app() -> FastAPI:
         allow_headers=["Content-Type", "Idempotency-Key", "Captcha-Token"],
         max_age=600,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        limits_by_path={WEBHOOK_PATH: MAX_WEBHOOK_BYTES},
+    )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_widget(app)
     app.include_router(manage_router)
     app.include_router(statements_manage_router)
-    redact_manage_tokens()
     return app

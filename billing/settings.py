@@ -13,7 +13,13 @@ DEV_STRIPE_API_KEY = "sk_test_localstripe"
 DEV_STRIPE_PUBLISHABLE_KEY = "pk_test_localstripe"
 DEV_WEBHOOK_SECRET = "whsec_dev"  # noqa: S105  (development only; refused elsewhere)
 DEV_POSTGRES_PORT = 8432
+# Signing secrets shorter than this can be brute-forced offline from one signed link or event;
+# Stripe's own webhook secrets are longer (whsec_ + 32 characters).
+MIN_SECRET_LENGTH = 32
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+SmtpTls = Literal["none", "starttls", "implicit"]
 
 
 def _split_csv(value: object) -> object:
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     smtp_port: int = 8025
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    # none | starttls | implicit (SMTP over TLS, usually port 465). Unset: SMTP_STARTTLS decides.
+    smtp_tls: SmtpTls | None = None
+    # The older spelling of SMTP_TLS=starttls, still honoured.
     smtp_starttls: bool = False
     mail_from: str = "Reader Pledges <pledges@localhost>"
 
@@ -81,6 +90,32 @@ class Settings(BaseSettings):
             if value.startswith(scheme):
                 return "sqla+postgresql+psycopg://" + value.removeprefix(scheme)
         return value
+
+    @field_validator("smtp_username", "smtp_password", "smtp_tls", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `SMTP_PASSWORD=` in an env file means "no password", not an empty one to log in with.
+        return None if value == "" else value
+
+    @property
+    def smtp_security(self) -> SmtpTls:
+        """How the connection to the relay is protected: SMTP_TLS, else SMTP_STARTTLS."""
+        if self.smtp_tls is not None:
+            return self.smtp_tls
+        return "starttls" if self.smtp_starttls else "none"
+
+    @model_validator(mode="after")
+    def _smtp_credentials_only_over_tls(self) -> "Settings":
+        if self.smtp_starttls and self.smtp_tls not in (None, "starttls"):
+            raise ValueError(
+                f"SMTP_STARTTLS=true contradicts SMTP_TLS={self.smtp_tls}; set SMTP_TLS alone"
+            )
+        if self.smtp_security == "none" and (self.smtp_username or self.smtp_password):
+            raise ValueError(
+                "SMTP_USERNAME and SMTP_PASSWORD would cross the network in the clear: set "
+                "SMTP_TLS=starttls (usually port 587) or SMTP_TLS=implicit (usually port 465)"
+            )
+        return self
 
     @field_validator("stripe_webhook_secret", mode="before")
     @classmethod
@@ -201,6 +236,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "READER_LINK_SECRET must be set to a real value when ENVIRONMENT="
                 f"{self.environment} (placeholders are only accepted in development)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _long_signing_secrets_outside_development(self) -> "Settings":
+        if self.environment == "development":
+            return self
+        short = []
+        if any(len(s.get_secret_value()) < MIN_SECRET_LENGTH for s in self.stripe_webhook_secret):
+            short.append("STRIPE_WEBHOOK_SECRET (each one)")
+        if len(self.reader_link_secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            short.append("READER_LINK_SECRET")
+        if short:
+            raise ValueError(
+                f"{' and '.join(short)} must be at least {MIN_SECRET_LENGTH} characters when "
+                f"ENVIRONMENT={self.environment}; generate one with: python -c "
+                '"import secrets; print(secrets.token_urlsafe(32))"'
             )
         return self
 

@@ -33,7 +33,8 @@ from billing.dev import wait_for_port
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DB = f"pledges_test_{RUN_ID}"
-WEBHOOK_SECRET = "whsec_test_" + RUN_ID
+# Outside development, signing secrets must be 32 characters or more.
+WEBHOOK_SECRET = "whsec_test_" + RUN_ID + uuid.uuid4().hex
 RATE_LIMIT_KEY_PREFIX = "pledges-test-limits-" + RUN_ID
 
 
@@ -121,7 +122,7 @@ def test_environment(database_url: str, localstripe_url: str) -> Iterator[dict[s
         "STRIPE_API_BASE": localstripe_url,
         "PUBLIC_URL": "http://127.0.0.1:8000",
         "WIDGET_ORIGINS": "https://news.example",
-        "READER_LINK_SECRET": "reader-links-" + RUN_ID,
+        "READER_LINK_SECRET": "reader-links-" + RUN_ID + uuid.uuid4().hex,
         "RATE_LIMIT_KEY_PREFIX": RATE_LIMIT_KEY_PREFIX,
     }
     saved = {key: os.environ.get(key) for key in env}

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
+from billing.manage.data_rights import scrub_if_erased
 from billing.models import StripeEvent
 from billing.task_queue import enqueue_after_commit
 from webhooks.shapes import timestamp
@@ -58,6 +59,8 @@ def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> S
     """
     # An event from the other mode (a live event at a test deployment) is kept, never applied.
     status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
+    # Stripe keeps sending news of an erased reader (the customer's deletion, a late invoice).
+    event = scrub_if_erased(session, event)
     inserted = session.execute(
         insert(StripeEvent)
         .values(

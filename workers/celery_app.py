@@ -1,7 +1,11 @@
 """The Celery application: broker from settings, at-least-once delivery, the beat schedule."""
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery
+from celery.signals import after_setup_logger
+
+from billing.logs import configure_logging
 from billing.settings import get_settings
 from billing.task_queue import broker_transport_options
 
@@ -47,6 +51,14 @@ def create_celery() -> Celery:
             "schedule": 3600.0,
         }
     return celery
+
+
+def _structured_redacted_logs(**_kwargs: Any) -> None:
+    # Celery has installed its handlers by now; this adds JSON and redaction on top of them.
+    configure_logging()
+
+
+after_setup_logger.connect(_structured_redacted_logs, weak=False)
 
 
 app = create_celery()

@@ -15,13 +15,28 @@ class PermanentSmtpError(Exception):
     """The server refused this message for good (5xx); trying again would not change it."""
 
 
+def _connect(settings: Settings) -> smtplib.SMTP:
+    address = (settings.smtp_host, settings.smtp_port)
+    timeout = settings.smtp_timeout_seconds
+    if settings.smtp_security == "none":
+        return smtplib.SMTP(*address, timeout=timeout)
+    tls = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    if settings.smtp_security == "implicit":
+        return smtplib.SMTP_SSL(*address, timeout=timeout, context=tls)
+    smtp = smtplib.SMTP(*address, timeout=timeout)
+    try:
+        # A relay that stops offering STARTTLS (or a network that strips it) raises here,
+        # before the password is ever sent.
+        smtp.starttls(context=tls)
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
 def send_message(message: EmailMessage, settings: Settings) -> None:
     try:
-        with smtplib.SMTP(
-            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds
-        ) as smtp:
-            if settings.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context(cafile=settings.smtp_ca_file))
+        with _connect(settings) as smtp:
             if settings.smtp_username and settings.smtp_password is not None:
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
             smtp.send_message(message)

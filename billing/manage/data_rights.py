@@ -4,10 +4,12 @@ Erasure anonymises: payments, refunds and disputes stay for the accounts the law
 nothing left in our database points to the person.
 """
 
+import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Text, cast, or_, select, update
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
@@ -35,6 +37,11 @@ RUNNING_OR_STARTING = frozenset(
     {PledgeStatus.ACTIVE, PledgeStatus.PAST_DUE, PledgeStatus.PAUSED, PledgeStatus.PENDING}
 )
 UNSENT = ("pending", "sending", "failed")
+# Inside the events of an erased reader any address is theirs (or harmless to lose): free text
+# such as metadata or a memo can hold one under a key we cannot know in advance.
+EMAIL_ADDRESS = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
+# A name is replaced inside longer text only when it is long enough not to hit ids and words.
+MIN_NAME_IN_TEXT = 4
 # The ledger's own references and secrets are not the reader's data.
 PRIVATE_PLEDGE_FIELDS = frozenset({"idempotency_key", "request_fingerprint"})
 
@@ -103,19 +110,25 @@ def erase_reader(session: Session, gateway: StripeGateway, reader: Reader) -> No
             outgoing.pledge_moved(session, pledge=pledge, previous_status=previous_status)
         pledge.cancel_reason = None  # free text the reader typed
         pledge.request_fingerprint = None
+        pledge.article_url = None  # what they read is about them too
     if reader.stripe_customer_id:
         gateway.delete_customer(reader.stripe_customer_id)
-    session.execute(
-        update(EmailOutbox)
-        .where(EmailOutbox.to_email == email, EmailOutbox.status.in_(UNSENT))
-        .values(status="canceled")
+    # Their mails by address, and by their pledges and payments: an address they had before a
+    # change at Stripe is theirs too, and the context holds live manage links.
+    pledge_ids = [pledge.id for pledge in pledges]
+    theirs = or_(
+        func.lower(EmailOutbox.to_email) == email.lower(),
+        EmailOutbox.pledge_id.in_(pledge_ids),
+        EmailOutbox.payment_id.in_(select(Payment.id).where(Payment.pledge_id.in_(pledge_ids))),
     )
     session.execute(
-        update(EmailOutbox)
-        .where(EmailOutbox.to_email == email)
-        .values(to_email=anonymous, context={}, last_error=None)
+        update(EmailOutbox).where(theirs, EmailOutbox.status.in_(UNSENT)).values(status="canceled")
     )
-    _scrub_events(session, [email, reader.stripe_customer_id or ""], {email, name or ""})
+    session.execute(
+        update(EmailOutbox).where(theirs).values(to_email=anonymous, context={}, last_error=None)
+    )
+    customer_ids = {reader.stripe_customer_id, *(pledge.stripe_customer_id for pledge in pledges)}
+    _scrub_events(session, [email, *filter(None, customer_ids)], {email, name or ""})
     reader.email = anonymous
     reader.name = None
     reader.erased_at = utcnow()
@@ -123,26 +136,72 @@ def erase_reader(session: Session, gateway: StripeGateway, reader: Reader) -> No
     outgoing.reader_erased(session, reader_id=reader.id)
 
 
+def scrub_if_erased(session: Session, event: dict[str, Any]) -> dict[str, Any]:
+    """An event about an erased reader (a customer.deleted, a late invoice) is stored without
+    their email or name; others are stored as Stripe sent them."""
+    customer_ids = set(_customer_ids(event))
+    if not customer_ids:
+        return event
+    erased = session.scalars(
+        select(Reader.id).where(
+            Reader.stripe_customer_id.in_(customer_ids), Reader.erased_at.is_not(None)
+        )
+    ).first()
+    return event if erased is None else scrubbed(event, set())
+
+
+def _customer_ids(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _customer_ids(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _customer_ids(item)
+    elif isinstance(value, str) and value.startswith("cus_"):
+        yield value
+
+
 def _scrub_events(session: Session, needles: list[str], values: set[str]) -> None:
     """Stored webhook payloads hold names and emails too: replace them, keep ids and amounts."""
     wanted = [needle for needle in needles if needle]
     if not wanted:
         return
-    text = cast(StripeEvent.payload, Text)
-    events = session.scalars(select(StripeEvent).where(or_(*(text.contains(n) for n in wanted))))
-    lowered = {value.lower() for value in values if value}
+    payload = cast(StripeEvent.payload, Text)
+    events = session.scalars(
+        select(StripeEvent).where(
+            or_(
+                *(payload.icontains(needle, autoescape=True) for needle in wanted),
+                *(StripeEvent.last_error.icontains(needle, autoescape=True) for needle in wanted),
+            )
+        )
+    )
+    personal = {value for value in values if value}
     for event in events:
-        event.payload = _scrubbed(event.payload, lowered)
+        event.payload = scrubbed(event.payload, personal)
+        if event.last_error:
+            event.last_error = _scrubbed_text(event.last_error, personal)
 
 
-def _scrubbed(value: Any, personal: set[str]) -> Any:
+def scrubbed(value: Any, personal: set[str]) -> Any:
+    """A copy of a Stripe object without personal fields, email addresses or the given values."""
     if isinstance(value, dict):
         return {
-            key: (ERASED if key in PERSONAL_KEYS and item else _scrubbed(item, personal))
+            key: (ERASED if key in PERSONAL_KEYS and item else scrubbed(item, personal))
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_scrubbed(item, personal) for item in value]
-    if isinstance(value, str) and value.lower() in personal:
-        return ERASED
+        return [scrubbed(item, personal) for item in value]
+    if isinstance(value, str):
+        return _scrubbed_text(value, personal)
     return value
+
+
+def _scrubbed_text(text: str, personal: set[str]) -> str:
+    lowered = text.lower()
+    if any(lowered == value.lower() for value in personal):
+        return ERASED
+    text = EMAIL_ADDRESS.sub(ERASED, text)
+    for value in personal:
+        if len(value) >= MIN_NAME_IN_TEXT:
+            text = re.sub(re.escape(value), ERASED, text, flags=re.IGNORECASE)
+    return text

@@ -2,13 +2,20 @@
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import BaseModel
 
 # A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (OWASP).
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+FORMULA_TRIGGERS = "=+-@\t\r\n"
+# Where a spreadsheet may start a new cell: a comma, semicolon, tab or pipe, depending on the
+# reader's locale and import settings, or a new line. "x;=WEBSERVICE(...)" is one harmless cell
+# in a comma locale and a formula in a semicolon one.
+CELL_STARTS = re.compile(rf"(^|[,;\t|\r\n])( *)(?=[{re.escape(FORMULA_TRIGGERS)}])")
+# A plain number, "-1404" or "-0.25", is a figure to every spreadsheet, never a formula.
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 def cell(value: Any) -> str | int:
@@ -19,10 +26,11 @@ def cell(value: Any) -> str | int:
     if isinstance(value, int):
         return value
     text = str(value)
-    if text.startswith(FORMULA_TRIGGERS):
-        # A leading apostrophe makes the spreadsheet show the text instead of evaluating it.
-        return "'" + text
-    return text
+    if PLAIN_NUMBER.fullmatch(text):
+        return text
+    # An apostrophe before each place a cell could begin with a trigger makes the spreadsheet
+    # show the text instead of evaluating it, in whichever locale it splits the line.
+    return CELL_STARTS.sub(r"\1\2'", text)
 
 
 def csv_lines(columns: list[str], rows: Iterable[BaseModel]) -> Iterator[str]:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from billing.models import Pledge
-from billing.reports.csv_export import cell
+from billing.reports.csv_export import PLAIN_NUMBER, cell
 from tests.reports_ledger import Ledger, LedgerBuilder, api_key, at, seed_ledger
 
 PERIOD = {"from": "2026-07-01", "to": "2026-10-31"}
@@ -99,10 +99,34 @@ def test_an_empty_report_is_a_csv_with_only_the_header(
     ]
 
 
-@pytest.mark.parametrize(
-    "hostile", ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+2", "-2+3", "@SUM(A1:A9)",
-                "\t=1", "\r=1"],
-)  # fmt: skip
+def cells_as_a_spreadsheet_splits_them(text: str, separator: str) -> list[str]:
+    """Every cell a spreadsheet sees when it splits the CSV on `separator` (its locale's)."""
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    return [piece for row in rows for value in row for piece in value.splitlines() or [""]]
+
+
+def is_formula(value: str) -> bool:
+    stripped = value.lstrip(" ")
+    return stripped[:1] in tuple("=+-@\t\r") and not PLAIN_NUMBER.fullmatch(stripped)
+
+
+HOSTILE = {
+    '=HYPERLINK("http://evil.example","x")': '\'=HYPERLINK("http://evil.example","x")',
+    "+1+2": "'+1+2",
+    "-2+3": "'-2+3",
+    "@SUM(A1:A9)": "'@SUM(A1:A9)",
+    "\t=1": "'\t'=1",
+    "\r=1": "'\r'=1",
+    # Harmless in a comma locale, a formula where the spreadsheet splits on ; or | or tabs.
+    'x;=WEBSERVICE("http://evil.example")': 'x;\'=WEBSERVICE("http://evil.example")',
+    "spring; -cmd|' /C calc'!A0": "spring; '-cmd|' /C calc'!A0",
+    "a|+1": "a|'+1",
+    "a\t@SUM(1)": "a\t'@SUM(1)",
+    "first line\n=1": "first line\n'=1",
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
 def test_formula_injection_is_neutralised_in_every_csv(
     client: TestClient, db: Session, admin: dict[str, str], hostile: str
 ) -> None:
@@ -120,18 +144,27 @@ def test_formula_injection_is_neutralised_in_every_csv(
     )
 
     (row,) = parse_csv(pledges.text)
-    neutral = "'" + hostile
+    neutral = HOSTILE[hostile]
     assert (row["campaign"], row["source"], row["article_url"]) == (neutral, neutral, neutral)
     assert row["reader_name"] == neutral
     assert {r["value"] for r in parse_csv(attribution.text)} == {neutral}
+    for separator in (",", ";", "\t", "|"):
+        for text in (pledges.text, attribution.text):
+            cells = cells_as_a_spreadsheet_splits_them(text, separator)
+            assert not [c for c in cells if is_formula(c)], separator
     # The JSON is data, not a spreadsheet: it keeps the value exactly.
     item = client.get("/v1/reports/pledges", headers=admin).json()["items"][0]
     assert item["campaign"] == hostile
     assert db.get(Pledge, pledge.id) is not None
 
 
-def test_negative_amounts_stay_numbers_in_csv() -> None:
+def test_negative_figures_stay_numbers_in_csv() -> None:
     assert cell(-1404) == -1404
-    assert cell("-1404") == "'-1404"
+    # A plain number cannot execute, so it stays a number whether we or a reader wrote it.
+    assert cell("-1404") == "-1404"
+    assert cell("-0.25") == "-0.25"
+    assert cell("-1404+1") == "'-1404+1"
+    assert cell("2026-07-01") == "2026-07-01"
+    assert cell("https://news.example/a?b=1&c=-2") == "https://news.example/a?b=1&c=-2"
     assert cell(None) == ""
     assert cell(uuid.UUID(int=0)) == "00000000-0000-0000-0000-000000000000"

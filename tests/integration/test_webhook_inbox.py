@@ -29,6 +29,7 @@ from tests.stripe_events import (
 from webhooks import processing
 from webhooks.errors import RetryLater
 from webhooks.inbox import unprocessed_event_ids
+from webhooks.routes import MAX_WEBHOOK_BYTES
 from webhooks.signature import sign
 from webhooks.tasks import process_event
 
@@ -60,6 +61,22 @@ SIGNATURE_CASES = {
         body.replace(b"invoice.paid", b"invoice.void"),
         signed_headers(body),
     ),
+    # A 400-digit timestamp once overflowed the tolerance check into a 500.
+    "400-digit timestamp": lambda body: (
+        body,
+        {"Stripe-Signature": f"t={'9' * 400},v1={'ab' * 32}"},
+    ),
+    "negative timestamp": lambda body: (body, {"Stripe-Signature": f"t=-{now()},v1=ab"}),
+    "non-ASCII digit timestamp": lambda body: (
+        body,
+        {"Stripe-Signature": "t=\u00b2,v1=ab".encode("latin-1")},
+    ),
+    "timestamp with a fraction": lambda body: (body, {"Stripe-Signature": f"t={now()}.5,v1=ab"}),
+    "non-ASCII signature": lambda body: (
+        body,
+        {"Stripe-Signature": f"t={now()},v1=\u00e9\u00e9".encode("latin-1")},
+    ),
+    "no equals signs": lambda body: (body, {"Stripe-Signature": "garbage,,,;;"}),
 }
 
 
@@ -89,9 +106,10 @@ def test_signature_just_inside_the_tolerance_is_accepted(client: TestClient, db:
 
 @pytest.fixture
 def rotating_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{WEBHOOK_SECRET},whsec_next_one")
+    next_secret = "whsec_next_one_" + "n" * 32
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{WEBHOOK_SECRET},{next_secret}")
     reset_caches()
-    yield "whsec_next_one"
+    yield next_secret
     monkeypatch.undo()
     reset_caches()
 
@@ -152,15 +170,60 @@ def test_signed_body_that_is_not_an_event_is_refused(
     assert stored_count(db) == 0
 
 
-def test_oversized_body_is_refused_with_413(client: TestClient, db: Session) -> None:
+def padded_event(size: int) -> bytes:
+    """A genuine event whose JSON body is exactly `size` bytes (Stripe's big invoices)."""
     document = a_paid_invoice_event()
-    document["padding"] = "x" * (128 * 1024)
+    document["padding"] = ""
+    document["padding"] = "x" * (size - len(orjson.dumps(document)))
     body = orjson.dumps(document)
+    assert len(body) == size
+    return body
+
+
+@pytest.mark.parametrize("size", [128 * 1024, MAX_WEBHOOK_BYTES])
+def test_signed_event_over_the_api_limit_up_to_1_mib_is_stored(
+    client: TestClient, db: Session, size: int
+) -> None:
+    body = padded_event(size)
+
+    response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
+
+    assert response.status_code == 200, response.text
+    assert stored_count(db) == 1
+
+
+def test_webhook_body_over_1_mib_is_refused_with_413(client: TestClient, db: Session) -> None:
+    body = padded_event(MAX_WEBHOOK_BYTES + 1)
 
     response = client.post("/webhooks/stripe", content=body, headers=signed_headers(body))
 
     assert response.status_code == 413
     assert stored_count(db) == 0
+
+
+def test_chunked_webhook_body_over_1_mib_is_refused_with_413(
+    client: TestClient, db: Session
+) -> None:
+    body = padded_event(MAX_WEBHOOK_BYTES + 1)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    response = client.post("/webhooks/stripe", content=chunks(), headers=signed_headers(body))
+
+    assert response.status_code == 413
+    assert stored_count(db) == 0
+
+
+def test_other_routes_keep_max_request_bytes(client: TestClient, db: Session) -> None:
+    response = client.post(
+        "/v1/pledges",
+        content=b"{" + b" " * (128 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
 
 
 def test_live_event_at_a_test_deployment_is_stored_as_ignored(

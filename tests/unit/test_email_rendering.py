@@ -134,6 +134,6 @@ def test_the_placeholder_reader_link_secret_is_refused_outside_development(setti
     with pytest.raises(ValidationError, match="READER_LINK_SECRET must be set"):
         Settings(
             environment="production", stripe_api_key="sk_live_x",
-            stripe_publishable_key="pk_live_x", stripe_webhook_secret="whsec_live",
+            stripe_publishable_key="pk_live_x", stripe_webhook_secret="whsec_live" + "w" * 32,
         )  # fmt: skip
     assert Settings(environment="development").reader_link_secret.get_secret_value() == "changeme"

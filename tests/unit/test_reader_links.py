@@ -11,15 +11,17 @@ from itsdangerous import URLSafeTimedSerializer
 from billing.db import reset_caches
 from billing.reader_links import MANAGE_SALT, manage_link, manage_token, pledge_id_from_token
 
+READER_LINK_SECRET = "a-real-secret-of-at-least-32-characters"
+
 
 @pytest.fixture(autouse=True)
 def link_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ENVIRONMENT", "test")
-    monkeypatch.setenv("READER_LINK_SECRET", "a-real-secret")
+    monkeypatch.setenv("READER_LINK_SECRET", READER_LINK_SECRET)
     monkeypatch.setenv("READER_LINK_MAX_AGE_DAYS", "30")
     monkeypatch.setenv("PUBLIC_URL", "https://pledges.example/")
-    for name in ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"):
-        monkeypatch.setenv(name, "sk_test_real")
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_real")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_" + "w" * 32)
     monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_real")
     reset_caches()
     yield
@@ -57,7 +59,7 @@ def test_token_signed_with_another_secret_is_refused() -> None:
 
 
 def test_signed_value_that_is_not_a_pledge_id_is_refused() -> None:
-    signed = URLSafeTimedSerializer("a-real-secret", salt=MANAGE_SALT).dumps("../admin")
+    signed = URLSafeTimedSerializer(READER_LINK_SECRET, salt=MANAGE_SALT).dumps("../admin")
 
     assert pledge_id_from_token(signed) is None
 

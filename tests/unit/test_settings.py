@@ -5,11 +5,13 @@ from pydantic import ValidationError
 
 from billing.settings import Settings
 
+WEBHOOK_SECRET = "whsec_abc" + "w" * 32
+LINK_SECRET = "links-abc" + "l" * 32
 REAL = {
     "stripe_api_key": "sk_live_abc",
     "stripe_publishable_key": "pk_live_abc",
-    "stripe_webhook_secret": "whsec_abc",
-    "reader_link_secret": "links-abc",
+    "stripe_webhook_secret": WEBHOOK_SECRET,
+    "reader_link_secret": LINK_SECRET,
 }
 
 
@@ -54,17 +56,17 @@ def test_production_refuses_placeholder_secrets(missing: str) -> None:
 
 
 def test_comma_separated_values_become_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new")
+    old, new = "whsec_old" + "o" * 32, "whsec_new" + "n" * 32
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", f"{old}, {new}")
     monkeypatch.setenv("WIDGET_ORIGINS", "https://a.example,https://b.example")
     monkeypatch.setenv("CURRENCIES", "EUR,sek")
 
-    settings = Settings(_env_file=None, environment="production", stripe_api_key="sk_live_x",
-                        stripe_publishable_key="pk_live_x", reader_link_secret="x")  # fmt: skip
+    settings = Settings(
+        _env_file=None, environment="production", stripe_api_key="sk_live_x",
+        stripe_publishable_key="pk_live_x", reader_link_secret=LINK_SECRET,
+    )  # fmt: skip
 
-    assert [s.get_secret_value() for s in settings.stripe_webhook_secret] == [
-        "whsec_old",
-        "whsec_new",
-    ]
+    assert [s.get_secret_value() for s in settings.stripe_webhook_secret] == [old, new]
     assert settings.widget_origins == ["https://a.example", "https://b.example"]
     assert settings.currencies == ["eur", "sek"]
 
@@ -77,5 +79,37 @@ def test_unknown_currency_code_is_refused_at_start_up() -> None:
 def test_secrets_do_not_show_in_the_settings_repr() -> None:
     settings = Settings(_env_file=None, environment="production", **REAL)
 
-    assert "sk_live_abc" not in repr(settings) and "whsec_abc" not in repr(settings)
-    assert "links-abc" not in repr(settings)
+    assert "sk_live_abc" not in repr(settings) and WEBHOOK_SECRET not in repr(settings)
+    assert LINK_SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("reader_link_secret", "r" * 31),
+        ("stripe_webhook_secret", "whsec_" + "w" * 25),
+        # During a rotation each secret counts: a long new one does not excuse a short old one.
+        ("stripe_webhook_secret", f"{WEBHOOK_SECRET},whsec_short"),
+    ],
+)
+def test_signing_secrets_shorter_than_32_characters_are_refused_outside_development(
+    environment: str, setting: str, value: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{setting.upper()}.* at least 32 characters"):
+        Settings(_env_file=None, environment=environment, **{**REAL, setting: value})
+
+
+def test_signing_secrets_of_32_characters_are_accepted() -> None:
+    settings = Settings(
+        _env_file=None, environment="production",
+        **{**REAL, "reader_link_secret": "r" * 32, "stripe_webhook_secret": "w" * 32},
+    )  # fmt: skip
+
+    assert len(settings.reader_link_secret.get_secret_value()) == 32
+
+
+def test_development_accepts_its_short_placeholders() -> None:
+    settings = Settings(_env_file=None, environment="development", reader_link_secret="changeme")
+
+    assert settings.reader_link_secret.get_secret_value() == "changeme"
