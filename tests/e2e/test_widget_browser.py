@@ -187,9 +187,58 @@ def tab_to(page: Page, selector: str) -> None:
     raise AssertionError(f"Tab never reached {selector}")
 
 
+# Where the focus is, and whether it shows: a radio is drawn by the span after it.
+FOCUSED = """() => {
+    const element = document.activeElement;
+    const drawn = element.matches('.rp-choice input') ? element.nextElementSibling : element;
+    const style = getComputedStyle(drawn);
+    return {
+        name: element.name || element.placeholder || element.className,
+        visible: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
+    };
+}"""
+TAB_ORDER = [
+    "interval", "amount", "currency", "email", "reader_name", "cover_fees",
+    # localstripe's stand-in card inputs, where real Stripe has its own iframe
+    "number", "exp_month", "exp_year", "cvc", "postal_code",
+    "rp-submit",
+]  # fmt: skip
+STAND_IN = {"number", "exp_month", "exp_year", "cvc", "postal_code"}
+
+
+def walk_focus(page: Page, key: str, steps: int) -> list[dict[str, object]]:
+    stops = []
+    for _ in range(steps):
+        page.keyboard.press(key)
+        stops.append(page.evaluate(FOCUSED))
+    return stops
+
+
 def test_keyboard_only_pledge(page: Page, live_server: str, db: Session) -> None:
     open_widget(page, f"{live_server}/demo")
 
+    # Tab visits every control once, in reading order, and Shift-Tab walks back; each of ours
+    # shows where the focus is.
+    forward = walk_focus(page, "Tab", len(TAB_ORDER))
+    assert [stop["name"] for stop in forward] == TAB_ORDER
+    backward = walk_focus(page, "Shift+Tab", len(TAB_ORDER) - 1)
+    assert [stop["name"] for stop in backward] == TAB_ORDER[-2::-1]
+    ours = [stop for stop in forward + backward if stop["name"] not in STAND_IN]
+    assert [stop["name"] for stop in ours if not stop["visible"]] == []
+    # "Other amount" opens its field, which then takes the next Tab.
+    page.keyboard.press("Tab")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")  # €10, €20, Other amount
+    page.keyboard.press("Tab")
+    assert page.evaluate(FOCUSED) == {"name": "custom", "visible": True}
+    page.keyboard.type("7")
+    expect(page.locator(".rp-submit")).to_have_text("Pledge €7 a month")
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowDown")  # the next currency
+    expect(page.locator("select[name=currency]")).to_have_value("usd")
+    expect(page.locator(".rp-submit")).to_have_text("Pledge $7 a month")
+
+    open_widget(page, f"{live_server}/demo")
     tab_to(page, "input[name=interval]")
     page.keyboard.press("ArrowRight")  # Yearly
     tab_to(page, "input[name=amount]")
