@@ -6,7 +6,9 @@ from billing.settings import get_settings
 from billing.task_queue import broker_transport_options
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
-TASK_MODULES: list[str] = ["webhooks.tasks", "workers.emails", "workers.dunning"]
+TASK_MODULES: list[str] = [
+    "webhooks.tasks", "workers.emails", "workers.dunning", "workers.pauses",
+]  # fmt: skip
 
 
 def create_celery() -> Celery:
@@ -31,6 +33,8 @@ def create_celery() -> Celery:
                 "task": "workers.dunning.send_due_reminders",
                 "schedule": 15 * 60.0,
             },
+            # Hourly: a pause ends at a moment of the day, not at midnight.
+            "follow-pauses": {"task": "workers.pauses.follow_pauses", "schedule": 60 * 60.0},
         },
     )
     return celery

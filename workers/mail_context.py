@@ -3,7 +3,7 @@
 Context keys (every key is present; None when it does not apply to that mail):
 newsroom{name, address, legal_line, support_email, url}, reader_name, manage_url, interval,
 pledge_amount, amount, paid_date, receipt_number, period_start, period_end, update_url,
-next_attempt_date, refund_amount, refund_date.
+next_attempt_date, refund_amount, refund_date, resumes_date.
 """
 
 from datetime import datetime
@@ -65,6 +65,7 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
         "next_attempt_date": day(payment.next_attempt_at) if payment else None,
         "refund_amount": money(refund.amount_minor, refund.currency) if refund else None,
         "refund_date": day(refund.refunded_at) if refund else None,
+        "resumes_date": day(pledge.resumes_at) if pledge else None,
     }
 
 

@@ -38,6 +38,30 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "invalid_link": "This link is not valid or has expired. Enter your email to get a new one.",
         "bad_email": "Enter a valid email address.",
         "too_many": "Too many requests. Please try again later.",
+        "resumes": "Resumes on",
+        "save_title": "Before you go",
+        "save_intro": "If a monthly payment no longer suits you, you can keep supporting us "
+        "in another way. Or cancel; it takes one click.",
+        "lower_title": "Give less", "lower_label": "New amount ({currency}), from {minimum}",
+        "lower_button": "Lower my pledge",
+        "skip_title": "Skip the next payment",
+        "skip_text": "We will not charge you on {skipped}; your pledge continues by itself from "
+        "{resumes}.",
+        "skip_button": "Skip the next payment",
+        "break_title": "Take a break", "break_label": "Pause for",
+        "break_1": "1 month (until {date})", "break_2": "2 months (until {date})",
+        "break_3": "3 months (until {date})", "break_button": "Pause my pledge",
+        "save_card_title": "Pay with another card",
+        "save_card_text": "If your card is the trouble, give us a new one instead.",
+        "save_card_button": "Change my card",
+        "cancel_anyway_title": "Cancel anyway", "cancel_anyway_button": "Cancel my pledge",
+        "back": "Back to my pledge",
+        "done_lowered": "Your pledge was lowered. Thank you for staying! A confirmation is on "
+        "its way.",
+        "done_skipped": "Your next payment is skipped; your pledge continues on {date}. A "
+        "confirmation is on its way.",
+        "done_paused": "Your pledge is paused until {date}. A confirmation is on its way.",
+        "done_card": "Thank you for staying! Enter your new card below.",
     },
     "ru": {
         "title": "Ваша поддержка", "amount": "Сумма", "status": "Статус", "since": "С",
@@ -71,6 +95,29 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "новую.",
         "bad_email": "Введите правильный адрес эл. почты.",
         "too_many": "Слишком много запросов. Попробуйте позже.",
+        "resumes": "Возобновится",
+        "save_title": "Прежде чем уйти",
+        "save_intro": "Если ежемесячный платёж вам больше не подходит, вы можете поддержать нас "
+        "иначе. Или отменить поддержку одним нажатием.",
+        "lower_title": "Давать меньше", "lower_label": "Новая сумма ({currency}), от {minimum}",
+        "lower_button": "Уменьшить сумму",
+        "skip_title": "Пропустить следующий платёж",
+        "skip_text": "Мы не будем списывать деньги {skipped}; поддержка продолжится сама с "
+        "{resumes}.",
+        "skip_button": "Пропустить следующий платёж",
+        "break_title": "Сделать перерыв", "break_label": "Приостановить на",
+        "break_1": "1 месяц (до {date})", "break_2": "2 месяца (до {date})",
+        "break_3": "3 месяца (до {date})", "break_button": "Приостановить",
+        "save_card_title": "Платить другой картой",
+        "save_card_text": "Если дело в карте, укажите новую.",
+        "save_card_button": "Сменить карту",
+        "cancel_anyway_title": "Всё равно отменить", "cancel_anyway_button": "Отменить поддержку",
+        "back": "Вернуться к поддержке",
+        "done_lowered": "Сумма уменьшена. Спасибо, что остаётесь! Подтверждение придёт на почту.",
+        "done_skipped": "Следующий платёж пропущен; поддержка продолжится {date}. "
+        "Подтверждение придёт на почту.",
+        "done_paused": "Поддержка приостановлена до {date}. Подтверждение придёт на почту.",
+        "done_card": "Спасибо, что остаётесь! Укажите новую карту ниже.",
     },
 }  # fmt: skip
 

@@ -18,11 +18,12 @@ CONTEXT: dict[str, Any] = {
     "pledge_amount": "€5.00", "amount": "€5.00", "paid_date": "November 26, 2026",
     "receipt_number": "R-00000001", "period_start": None, "period_end": None,
     "update_url": "https://news.example/manage/t", "next_attempt_date": None,
-    "refund_amount": None, "refund_date": None,
+    "refund_amount": None, "refund_date": None, "resumes_date": "December 29, 2026",
 }  # fmt: skip
 TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
     "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
+    "paused", "resuming",
 ]  # fmt: skip
 
 
