@@ -3,7 +3,7 @@
 Context keys (every key is present; None when it does not apply to that mail):
 newsroom{name, address, legal_line, support_email, url}, reader_name, manage_url, interval,
 pledge_amount, amount, paid_date, receipt_number, period_start, period_end, update_url,
-next_attempt_date, refund_amount, refund_date, resumes_date.
+next_attempt_date, refund_amount, refund_date, resumes_date, decline_kind, card_expiry.
 """
 
 from datetime import datetime
@@ -18,6 +18,35 @@ from billing.money import format_money
 from billing.reader_links import manage_link
 from billing.settings import Settings
 from workers.rendering import pick_locale
+
+# Stripe's decline codes (https://docs.stripe.com/declines/codes) grouped by what the reader
+# can do about them; the words are in each language's `_why.txt`.
+DECLINE_KINDS = {
+    "expired_card": "expired_card",
+    "insufficient_funds": "insufficient_funds",
+    "card_velocity_exceeded": "insufficient_funds",
+    "withdrawal_count_limit_exceeded": "insufficient_funds",
+    "authentication_required": "authentication_required",
+    "card_declined": "bank_refused",
+    "generic_decline": "bank_refused",
+    "do_not_honor": "bank_refused",
+    "do_not_try_again": "bank_refused",
+    "transaction_not_allowed": "bank_refused",
+    "lost_card": "bank_refused",
+    "stolen_card": "bank_refused",
+    "pickup_card": "bank_refused",
+    "restricted_card": "bank_refused",
+    "security_violation": "bank_refused",
+    "card_not_supported": "bank_refused",
+}
+
+
+def decline_kind(failure_code: str | None) -> str | None:
+    """expired_card, insufficient_funds, authentication_required or bank_refused; None when no
+    failure is known. A code we do not list is the bank's refusal without a reason."""
+    if not failure_code:
+        return None
+    return DECLINE_KINDS.get(failure_code, "bank_refused")
 
 
 def receipt_number(settings: Settings, payment: Payment) -> str:
@@ -66,7 +95,15 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
         "refund_amount": money(refund.amount_minor, refund.currency) if refund else None,
         "refund_date": day(refund.refunded_at) if refund else None,
         "resumes_date": day(pledge.resumes_at) if pledge else None,
+        "decline_kind": decline_kind(payment.failure_code) if payment else None,
+        "card_expiry": _card_expiry(pledge),
     }
+
+
+def _card_expiry(pledge: Pledge | None) -> str | None:
+    if pledge is None or not pledge.card_exp_month or not pledge.card_exp_year:
+        return None
+    return f"{pledge.card_exp_month:02d}/{pledge.card_exp_year}"
 
 
 def _reader(session: Session, row: EmailOutbox, pledge: Pledge | None) -> Reader | None:

@@ -195,10 +195,12 @@ def finish_card_update(
     gateway.pay_subscription_with(
         subscription_id=subscription_id, payment_method_id=state.payment_method_id
     )
-    brand, last4 = gateway.card_summary(state.payment_method_id)
+    card = gateway.card_summary(state.payment_method_id)
+    pledge.stripe_payment_method_id = state.payment_method_id
+    pledge.card_exp_month, pledge.card_exp_year = card.exp_month, card.exp_year
     mails.card_updated(
         session, reader=reader, pledge=pledge, payment_method_id=state.payment_method_id,
-        brand=brand, last4=last4,
+        brand=card.brand, last4=card.last4,
     )  # fmt: skip
 
 

@@ -177,6 +177,9 @@ def _try_card(gateway: StripeGateway, pledge: Pledge, card: CardInfo) -> ChargeO
     if card.customer_id not in (None, pledge.stripe_customer_id):
         raise InvalidPledge("This card cannot be used here. Please enter it again.")
     pledge.card_attempts += 1
+    # Kept for the expiry warning; a card tried later on this pledge replaces it.
+    pledge.stripe_payment_method_id = card.id
+    pledge.card_exp_month, pledge.card_exp_year = card.exp_month, card.exp_year
     # A card tried before on this pledge is over: its subscription or payment is not reused.
     pledge.stripe_subscription_id = None
     pledge.stripe_payment_intent_id = None
