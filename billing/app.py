@@ -13,6 +13,7 @@ from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
+from billing.upgrades.routes import router as upgrades_router
 from billing.widget.routes import install_widget
 from webhooks.routes import router as webhooks_router
 
@@ -41,5 +42,6 @@ def create_app() -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_widget(app)
     app.include_router(manage_router)
+    app.include_router(upgrades_router)
     redact_manage_tokens()
     return app

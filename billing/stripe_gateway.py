@@ -405,6 +405,12 @@ class StripeGateway:
             return CardSummary("card", "", None, None)
         return CardSummary(str(card.brand), str(card.last4), card.exp_month, card.exp_year)
 
+    def payment_intent_card(self, payment_intent_id: str) -> str | None:
+        """The PaymentMethod that paid a gift, for gifts saved before pledges kept their card."""
+        payment_intent = self._call(self._client.v1.payment_intents.retrieve, payment_intent_id)
+        method = payment_intent.payment_method
+        return method if isinstance(method, str) or method is None else method.id
+
     def delete_customer(self, customer_id: str) -> None:
         """Stripe keeps the payments it must; the customer's contact details go."""
         with contextlib.suppress(NotFoundInStripe):

@@ -3,7 +3,8 @@
 Context keys (every key is present; None when it does not apply to that mail):
 newsroom{name, address, legal_line, support_email, url}, reader_name, manage_url, interval,
 pledge_amount, amount, paid_date, receipt_number, period_start, period_end, update_url,
-next_attempt_date, refund_amount, refund_date, resumes_date, decline_kind, card_expiry.
+next_attempt_date, refund_amount, refund_date, resumes_date, decline_kind, card_expiry,
+upgrade_url.
 """
 
 from datetime import datetime
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from billing.models import EmailOutbox, Payment, Pledge, Reader, Refund
 from billing.money import format_money
-from billing.reader_links import manage_link
+from billing.reader_links import manage_link, upgrade_link
 from billing.settings import Settings
 from workers.rendering import pick_locale
 
@@ -97,6 +98,7 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
         "resumes_date": day(pledge.resumes_at) if pledge else None,
         "decline_kind": decline_kind(payment.failure_code) if payment else None,
         "card_expiry": _card_expiry(pledge),
+        "upgrade_url": upgrade_link(pledge.id) if pledge and _upgradable(pledge) else None,
     }
 
 
@@ -104,6 +106,11 @@ def _card_expiry(pledge: Pledge | None) -> str | None:
     if pledge is None or not pledge.card_exp_month or not pledge.card_exp_year:
         return None
     return f"{pledge.card_exp_month:02d}/{pledge.card_exp_year}"
+
+
+def _upgradable(pledge: Pledge) -> bool:
+    """A paid one-time gift, which a "make it monthly" link may turn into a monthly pledge."""
+    return pledge.interval == "once" and pledge.status == "active"
 
 
 def _reader(session: Session, row: EmailOutbox, pledge: Pledge | None) -> Reader | None:

@@ -1,9 +1,10 @@
-"""Keeps readers' manage tokens out of the access log: the token in the path is their key."""
+"""Keeps readers' manage and make-it-monthly tokens out of the access log: the token in the
+path is their key."""
 
 import logging
 import re
 
-TOKEN_IN_PATH = re.compile(r"(/manage/)(?!link\b)[^/?\s]+")
+TOKEN_IN_PATH = re.compile(r"(/manage/|/monthly/)(?!link\b)[^/?\s]+")
 
 
 class RedactManageTokens(logging.Filter):

@@ -62,6 +62,17 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "confirmation is on its way.",
         "done_paused": "Your pledge is paused until {date}. A confirmation is on its way.",
         "done_card": "Thank you for staying! Enter your new card below.",
+        "monthly_title": "Make it monthly",
+        "monthly_intro": "Thank you for your gift of {amount}. Give a little every month "
+        "instead, from the same card: you can change or cancel it at any time.",
+        "monthly_label": "Every month ({currency}), from {minimum}",
+        "monthly_button": "Give this every month",
+        "monthly_done": "Thank you! You now give {amount} a month. A receipt is on its way.",
+        "monthly_manage": "Change or cancel your monthly pledge",
+        "monthly_bank": "Your bank asks you to confirm the first payment…",
+        "monthly_failed": "Your card could not start a monthly pledge. You can pledge with "
+        "another card on our site.",
+        "monthly_not_possible": "This gift cannot be made monthly any more.",
     },
     "ru": {
         "title": "Ваша поддержка", "amount": "Сумма", "status": "Статус", "since": "С",
@@ -118,6 +129,17 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "Подтверждение придёт на почту.",
         "done_paused": "Поддержка приостановлена до {date}. Подтверждение придёт на почту.",
         "done_card": "Спасибо, что остаётесь! Укажите новую карту ниже.",
+        "monthly_title": "Поддерживать ежемесячно",
+        "monthly_intro": "Спасибо за ваш взнос {amount}. Вместо разового платежа можно давать "
+        "понемногу каждый месяц с той же карты; изменить или отменить это можно в любой момент.",
+        "monthly_label": "Каждый месяц ({currency}), от {minimum}",
+        "monthly_button": "Давать это каждый месяц",
+        "monthly_done": "Спасибо! Теперь вы даёте {amount} в месяц. Квитанция придёт на почту.",
+        "monthly_manage": "Изменить или отменить ежемесячную поддержку",
+        "monthly_bank": "Банк просит подтвердить первый платёж…",
+        "monthly_failed": "С этой карты не удалось оформить ежемесячную поддержку. Вы можете "
+        "оформить её с другой картой на нашем сайте.",
+        "monthly_not_possible": "Этот взнос больше нельзя сделать ежемесячным.",
     },
 }  # fmt: skip
 

@@ -16,6 +16,7 @@ from billing.db import utcnow
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
+from billing.reader_links import upgrade_link
 from billing.settings import Settings
 from billing.stripe_gateway import (
     CardDeclined,
@@ -283,11 +284,13 @@ def _end_failed_attempt(gateway: StripeGateway, pledge: Pledge) -> None:
 
 def _confirmed(pledge: Pledge) -> PledgeConfirmed:
     failed = pledge.status == PledgeStatus.FAILED
+    gift_paid = pledge.interval == PledgeInterval.ONCE and pledge.status == PledgeStatus.ACTIVE
     return PledgeConfirmed(
         id=pledge.id,
         status=pledge.status,
         reason=pledge.failure_reason if failed else None,
         cards_left=0 if failed else None,
+        upgrade_url=upgrade_link(pledge.id) if gift_paid else None,
     )
 
 

@@ -75,7 +75,7 @@ def test_recurring_pledge_becomes_active_subscription_in_stripe(
     assert confirmed.status_code == 200
     assert confirmed.json() == {
         "id": created["id"], "status": "active", "client_secret": None, "reason": None,
-        "cards_left": None,
+        "cards_left": None, "upgrade_url": None,
     }  # fmt: skip
     pledge = db.get(Pledge, uuid.UUID(created["id"]))
     assert pledge is not None and pledge.status == "active" and pledge.activated_at is not None

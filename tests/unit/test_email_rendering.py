@@ -19,7 +19,7 @@ CONTEXT: dict[str, Any] = {
     "receipt_number": "R-00000001", "period_start": None, "period_end": None,
     "update_url": "https://news.example/manage/t", "next_attempt_date": None,
     "refund_amount": None, "refund_date": None, "resumes_date": "December 29, 2026",
-    "decline_kind": None, "card_expiry": "12/2026",
+    "decline_kind": None, "card_expiry": "12/2026", "upgrade_url": None,
 }  # fmt: skip
 TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
