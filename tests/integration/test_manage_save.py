@@ -111,7 +111,11 @@ def test_pausing_for_two_months_and_a_bad_choice_changes_nothing(
 
 
 def test_lowering_switches_the_plan_down_to_the_minimum_and_refuses_more_or_less(
-    client: TestClient, pledge: Pledge, db: Session, stripe_api: httpx.Client
+    client: TestClient,
+    pledge: Pledge,
+    db: Session,
+    stripe_api: httpx.Client,
+    smtp_server: CaughtMail,
 ) -> None:
     token = manage_token(pledge.id)
     start_cancel(client, token)
@@ -131,6 +135,10 @@ def test_lowering_switches_the_plan_down_to_the_minimum_and_refuses_more_or_less
     assert save_actions(db, pledge) == ["cancel_started", "lowered"]
     [mail] = outbox(db, "amount_changed")
     assert mail.context["new_amount_minor"] == 200
+    assert send_mail(mail.dedupe_key).outcome == "sent"
+    [message] = smtp_server.messages
+    body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "your support is now €2.00 a month" in body
 
 
 def test_change_card_choice_leads_to_the_card_form_and_cancel_anyway_keeps_the_reason(

@@ -24,7 +24,7 @@ CONTEXT: dict[str, Any] = {
 TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
     "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
-    "paused", "resuming", "card_expiring",
+    "paused", "resuming", "card_expiring", "amount_changed", "card_updated",
 ]  # fmt: skip
 
 
