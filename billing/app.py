@@ -6,6 +6,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from billing import health
 from billing.body_limit import BodyLimitMiddleware
+from billing.endpoints.routes import install_endpoints
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.manage.access_log import redact_manage_tokens
@@ -13,6 +14,8 @@ from billing.manage.routes import router as manage_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
+from billing.statements.routes import manage_router as statements_manage_router
+from billing.statements.routes import reports_router as statements_reports_router
 from billing.upgrades.routes import router as upgrades_router
 from billing.widget.routes import install_widget
 from webhooks.routes import router as webhooks_router
@@ -29,6 +32,8 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(pledges_router)
     install_reports(app)
+    install_endpoints(app)
+    app.include_router(statements_reports_router)
     app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(
@@ -43,5 +48,6 @@ def create_app() -> FastAPI:
     install_widget(app)
     app.include_router(manage_router)
     app.include_router(upgrades_router)
+    app.include_router(statements_manage_router)
     redact_manage_tokens()
     return app

@@ -121,6 +121,14 @@ from billing.reports.commands import register as _register_report_commands  # no
 
 _register_report_commands(app, apikey_app)
 
+# Outgoing webhooks to the newsroom's systems live with their package.
+from billing.endpoints.commands import register as _register_endpoint_commands  # noqa: E402
+
+_register_endpoint_commands(app)
+from billing.statements.commands import register as _register_statement_commands  # noqa: E402
+
+_register_statement_commands(app)
+
 
 events_app = typer.Typer(help="Stripe webhook events in the inbox.", no_args_is_help=True)
 app.add_typer(events_app, name="events")

@@ -229,6 +229,36 @@ class Settings(BaseSettings):
     # A private CA that signed the mail relay's certificate (STARTTLS); the system's CAs otherwise.
     smtp_ca_file: Path | None = None
 
+    # --- Annual giving statements (issue 12) ---
+    # The legal entity printed on statements; NEWSROOM_NAME when unset.
+    newsroom_legal_name: str | None = None
+    # Tax or charity registration number printed on statements, e.g. "EIN 12-3456789".
+    newsroom_tax_id: str = ""
+    # Month-day on which a fiscal year begins in REPORTING_TIMEZONE ("04-06": UK tax year);
+    # fiscal year N starts on that day of year N.
+    fiscal_year_start: str = "01-01"
+    # Month-day on which beat mails last fiscal year's statements; unset (off) by default.
+    statements_send_on: str | None = None
+    statement_number_prefix: str = Field(default="S", max_length=16)
+
+    @field_validator("fiscal_year_start")
+    @classmethod
+    def _fiscal_year_start(cls, value: str) -> str:
+        from billing.statements.fiscal import parse_month_day
+
+        parse_month_day(value, "FISCAL_YEAR_START")
+        return value.strip()
+
+    @field_validator("statements_send_on")
+    @classmethod
+    def _statements_send_on(cls, value: str | None) -> str | None:
+        from billing.statements.fiscal import parse_month_day
+
+        if value is None or not value.strip():
+            return None
+        parse_month_day(value, "STATEMENTS_SEND_ON")
+        return value.strip()
+
     @field_validator("dunning_schedule_days", mode="before")
     @classmethod
     def _split_schedule(cls, value: object) -> object:
@@ -240,6 +270,25 @@ class Settings(BaseSettings):
         if any(day < 1 for day in value) or value != sorted(set(value)):
             raise ValueError("DUNNING_SCHEDULE_DAYS must be increasing whole days, e.g. 3,10")
         return value
+
+    # --- Outgoing webhooks to the newsroom's own systems (issue 14) ---
+    # Where mail about an endpoint that was disabled goes; NEWSROOM_SUPPORT_EMAIL when empty.
+    admin_emails: Annotated[list[str], NoDecode] = []
+    # Deliveries to loopback, private, link-local or metadata addresses are refused unless true.
+    outgoing_webhook_allow_private: bool = False
+    # 16 attempts, doubling from 60 s up to 12 h between them: about 3.2 days before giving up.
+    outgoing_webhook_max_attempts: int = Field(default=16, ge=1)
+    outgoing_webhook_retry_base_seconds: float = Field(default=60.0, gt=0)
+    outgoing_webhook_retry_max_seconds: float = Field(default=12 * 3600.0, gt=0)
+    # How long a delivery may take before another worker may assume its worker died.
+    outgoing_webhook_lease_seconds: float = Field(default=60.0, gt=10)
+    # After `endpoints rotate-secret`, the old secret also signs for this long.
+    outgoing_webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _split_admin_emails(cls, value: object) -> object:
+        return _split_csv(value)
 
 
 @lru_cache

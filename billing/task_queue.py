@@ -53,16 +53,17 @@ def enqueue_after_commit(session: Session, name: str, *args: Any) -> None:
     periodic sweeps pick them up.
     """
     pending: list[tuple[str, tuple[Any, ...]]] = session.info.setdefault(_PENDING_KEY, [])
-    if not pending:
-        event.listen(session, "after_commit", _send_pending, once=True)
-        event.listen(session, "after_rollback", _forget_pending, once=True)
+    # Listening for the session's whole life, not `once`: SQLAlchemy keeps a fired `once`
+    # listener registered, so listening again was a no-op and a session's second commit
+    # sent nothing (the sweeps found those rows a minute later).
+    if not event.contains(session, "after_commit", _send_pending):
+        event.listen(session, "after_commit", _send_pending)
+        event.listen(session, "after_rollback", _forget_pending)
     pending.append((name, args))
 
 
 def _send_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, [])
-    if event.contains(session, "after_rollback", _forget_pending):
-        event.remove(session, "after_rollback", _forget_pending)
     for name, args in pending:
         try:
             send_task(name, *args)
@@ -72,5 +73,3 @@ def _send_pending(session: Session) -> None:
 
 def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
-    if event.contains(session, "after_commit", _send_pending):
-        event.remove(session, "after_commit", _send_pending)

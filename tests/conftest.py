@@ -66,6 +66,17 @@ def postgres_admin_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def scratch_folder() -> Iterator[Path]:
+    """A fresh folder outside pytest's tmp_path, for embedded PostgreSQL servers: other pytest
+    sessions on the same machine prune tmp_path's numbered folders under a running server."""
+    folder = Path(tempfile.mkdtemp(prefix="pledges-test-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
     port = free_port()

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from billing import notifications
 from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.models import Payment, Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe
 from webhooks import ledger, payments
@@ -108,6 +109,7 @@ def customer_updated(ctx: Context, customer: dict[str, Any]) -> None:
         return
     ctx.changes.append(f"reader {reader.id}: email changed")
     reader.email = email
+    outgoing.reader_updated(session, reader=reader, changed=["email"])
 
 
 def setup_intent_succeeded(ctx: Context, setup_intent: dict[str, Any]) -> None:
@@ -146,6 +148,7 @@ def payment_intent_succeeded(ctx: Context, payment_intent: dict[str, Any]) -> No
     charge_id = object_id(payment_intent.get("latest_charge")) or _first_charge(payment_intent)
     payments.attach_stripe_payment(ctx, payment, None, charge_id)
     ctx.changes.append(f"payment {payment.id}: gift paid {payment.amount_minor}")
+    outgoing.payment_succeeded(ctx.session, payment=payment)
     if pledge.status == PledgeStatus.PENDING:
         ledger.move_pledge(ctx, pledge, PledgeStatus.ACTIVE, ctx.event_at)
     if ctx.notify:
@@ -166,6 +169,7 @@ def payment_intent_failed(ctx: Context, payment_intent: dict[str, Any]) -> None:
     payment.status, payment.failed_at = "failed", payment.failed_at or ctx.event_at
     payment.failure_code = error.get("decline_code") or error.get("code")
     payment.failure_message = (error.get("message") or "")[:500] or None
+    outgoing.payment_failed(ctx.session, payment=payment)
     if pledge.status != PledgeStatus.PENDING:
         return
     # Its secret may have reached a browser for 3-D Secure: end it, as a failed setup is ended.

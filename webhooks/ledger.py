@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from billing import notifications
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.models import Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe, StripeReader
 from webhooks.errors import EventRejected, RetryLater
@@ -134,6 +135,7 @@ def adopt_subscription(ctx: Context, subscription: dict[str, Any]) -> Pledge:
     assert pledge is not None
     if created:
         ctx.changes.append(f"pledge {pledge.id}: adopted subscription {subscription_id}")
+        outgoing.pledge_created(session, pledge=pledge)
     return pledge
 
 
@@ -201,6 +203,7 @@ def move_pledge(
                 after_failed_payments=old_status == PledgeStatus.PAST_DUE
                 or cancel_reason == "payment_failed",
             )
+    outgoing.pledge_moved(ctx.session, pledge=pledge, previous_status=old_status)
     return True
 
 
@@ -213,6 +216,7 @@ def apply_subscription_state(
     resumes_at = timestamp((subscription.get("pause_collection") or {}).get("resumes_at"))
     pledge.resumes_at = resumes_at if new_status == PledgeStatus.PAUSED else None
     amount, _currency, interval, plan_id = subscription_terms(subscription)
+    previous_total, previous_interval = pledge.charged_minor, pledge.interval
     if interval != pledge.interval:
         ctx.changes.append(f"pledge {pledge.id}: every {pledge.interval} -> every {interval}")
         pledge.interval = interval
@@ -220,6 +224,11 @@ def apply_subscription_state(
         # The reader changed the amount (in Stripe): the fee cover is no longer known.
         ctx.changes.append(f"pledge {pledge.id}: amount {pledge.charged_minor} -> {amount}")
         pledge.amount_minor, pledge.fee_cover_minor, pledge.stripe_plan_id = amount, 0, plan_id
+    if (previous_total, previous_interval) != (pledge.charged_minor, pledge.interval):
+        outgoing.pledge_amount_changed(
+            ctx.session, pledge=pledge, previous_total_amount=previous_total,
+            previous_interval=previous_interval,
+        )  # fmt: skip
     period_end = subscription_period_end(subscription)
     if period_end is not None and period_end != pledge.current_period_end:
         pledge.current_period_end = period_end

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from billing import notifications
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.models import Dispute, Payment, Pledge, PledgeStatus, Refund
 from billing.stripe_gateway import NotFoundInStripe
 from webhooks.errors import EventRejected, RetryLater
@@ -112,6 +113,8 @@ def record_invoice_paid(ctx: Context, invoice: dict[str, Any], at: datetime) -> 
         payment.attempt_count = max(payment.attempt_count, int(invoice.get("attempt_count") or 0))
         ctx.changes.append(f"payment {payment.id}: paid {payment.amount_minor} {payment.currency}")
     attach_stripe_payment(ctx, payment, *invoice_payment_ids(invoice))
+    if newly_paid:
+        outgoing.payment_succeeded(ctx.session, payment=payment)
     # Also when already active: the stamp keeps an older past_due from landing afterwards.
     move_pledge(ctx, pledge, PledgeStatus.ACTIVE, at)
     if payment.period_end and (
@@ -145,6 +148,8 @@ def record_invoice_failed(
     payment.attempt_count = max(payment.attempt_count, int(invoice.get("attempt_count") or 1))
     payment.next_attempt_at = timestamp(invoice.get("next_payment_attempt"))
     payment.failure_code = failure_code or payment.failure_code
+    if newly_failed:
+        outgoing.payment_failed(ctx.session, payment=payment)
     if pledge.status == PledgeStatus.PENDING:
         # The first invoice of a pledge being confirmed: the confirm call reports it.
         return payment
@@ -242,6 +247,10 @@ def record_refund(ctx: Context, refund: dict[str, Any], payment: Payment) -> Non
     if payment.status in PAID_STATUSES:
         fully = payment.amount_minor > 0 and refunded == payment.amount_minor
         payment.status = "refunded" if fully else "paid"
+    if created and status in COUNTED_REFUND_STATUSES:
+        outgoing.payment_refunded(
+            session, payment=payment, stripe_refund_id=str(refund["id"]), refund_amount=amount
+        )
     if created and status in COUNTED_REFUND_STATUSES and ctx.notify:
         pledge = session.get(Pledge, payment.pledge_id) if payment.pledge_id else None
         if pledge is not None:
@@ -258,7 +267,7 @@ def record_dispute(ctx: Context, dispute: dict[str, Any], at: datetime) -> None:
     )
     session, now = ctx.session, utcnow()
     status = str(dispute.get("status"))
-    insert_ignoring_conflict(
+    opened = insert_ignoring_conflict(
         session, Dispute, "stripe_dispute_id",
         payment_id=payment.id, stripe_dispute_id=str(dispute["id"]),
         amount_minor=int(dispute["amount"]),
@@ -271,6 +280,7 @@ def record_dispute(ctx: Context, dispute: dict[str, Any], at: datetime) -> None:
     ).one()
     if row.status in CLOSED_DISPUTE_STATUSES and status not in CLOSED_DISPUTE_STATUSES:
         return
+    changed = opened or row.status != status
     if row.status != status:
         ctx.changes.append(f"dispute {row.stripe_dispute_id}: {row.status} -> {status}")
         row.status = status
@@ -282,3 +292,5 @@ def record_dispute(ctx: Context, dispute: dict[str, Any], at: datetime) -> None:
     payment.disputed_minor = sum(
         d.amount_minor for d in disputes if d.status not in ("won", "warning_closed")
     )
+    if changed:
+        outgoing.payment_disputed(session, payment=payment, stripe_dispute_id=row.stripe_dispute_id)

@@ -7,7 +7,8 @@ from billing.task_queue import broker_transport_options
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
 TASK_MODULES: list[str] = [
-    "webhooks.tasks", "workers.emails", "workers.dunning", "workers.pauses", "workers.card_expiry",
+    "webhooks.tasks", "workers.emails", "workers.dunning", "workers.outgoing",
+    "workers.statements", "workers.pauses", "workers.card_expiry",
 ]  # fmt: skip
 
 
@@ -29,6 +30,10 @@ def create_celery() -> Celery:
         beat_schedule={
             "webhooks-sweep-events": {"task": "webhooks.sweep_events", "schedule": 60.0},
             "sweep-email-outbox": {"task": "workers.emails.sweep_outbox", "schedule": 60.0},
+            "sweep-webhook-deliveries": {
+                "task": "workers.outgoing.sweep_deliveries",
+                "schedule": 60.0,
+            },
             "send-due-reminders": {
                 "task": "workers.dunning.send_due_reminders",
                 "schedule": 15 * 60.0,
@@ -41,6 +46,12 @@ def create_celery() -> Celery:
             },
         },
     )
+    if settings.statements_send_on:
+        # Off unless STATEMENTS_SEND_ON is set; hourly, so the day is caught in any time zone.
+        celery.conf.beat_schedule["send-due-statements"] = {
+            "task": "workers.statements.send_due_statements",
+            "schedule": 3600.0,
+        }
     return celery
 
 

@@ -29,6 +29,7 @@ from workers.celery_app import app
 from workers.mail_context import email_context
 from workers.rendering import pick_locale, render_email
 from workers.smtp import PermanentSmtpError, TransientSmtpError, send_message
+from workers.statement_mail import STATEMENT_TEMPLATE, Attachment, statement_parts
 
 log = structlog.get_logger()
 
@@ -124,7 +125,12 @@ def deliver(dedupe_key: str) -> Delivery:
 
 
 def build_message(session: Session, row: EmailOutbox, settings: Settings) -> EmailMessage:
-    rendered = render_email(row.template, row.locale, email_context(session, row, settings))
+    context = email_context(session, row, settings)
+    attachments: list[Attachment] = []
+    if row.template == STATEMENT_TEMPLATE:
+        extra, attachments = statement_parts(session, row, settings)
+        context = {**context, **extra}
+    rendered = render_email(row.template, row.locale, context)
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = settings.mail_from
     message["To"] = row.to_email
@@ -137,6 +143,11 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
         message["Reply-To"] = settings.newsroom_support_email
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    for attachment in attachments:
+        message.add_attachment(
+            attachment.content, maintype=attachment.maintype, subtype=attachment.subtype,
+            filename=attachment.filename,
+        )  # fmt: skip
     # After the body: set_content drops every Content-* header set before it.
     message["Content-Language"] = pick_locale(row.locale)
     return message

@@ -3,10 +3,14 @@
 Context keys (every key is present; None when it does not apply to that mail):
 newsroom{name, address, legal_line, support_email, url}, reader_name, manage_url, interval,
 pledge_amount, amount, paid_date, receipt_number, period_start, period_end, update_url,
-next_attempt_date, refund_amount, refund_date, resumes_date, decline_kind, card_expiry,
-upgrade_url.
+next_attempt_date, refund_amount, refund_date, endpoint{id, url, reason} (admin mail about a
+disabled outgoing webhook endpoint); and for the manage page's confirmations: old_amount,
+new_amount, old_interval, new_interval, card_brand, card_last4, resumes_date, links[{manage_url,
+amount, interval, status}] (a requested manage link per pledge); decline_kind (why a payment
+failed), card_expiry (MM/YYYY of the paying card), upgrade_url (a paid gift's "make it monthly").
 """
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -95,10 +99,40 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
         "next_attempt_date": day(payment.next_attempt_at) if payment else None,
         "refund_amount": money(refund.amount_minor, refund.currency) if refund else None,
         "refund_date": day(refund.refunded_at) if refund else None,
-        "resumes_date": day(pledge.resumes_at) if pledge else None,
         "decline_kind": decline_kind(payment.failure_code) if payment else None,
         "card_expiry": _card_expiry(pledge),
         "upgrade_url": upgrade_link(pledge.id) if pledge and _upgradable(pledge) else None,
+        "endpoint": row.context.get("endpoint"),
+        **_manage_change(row.context, money, day),
+    }
+
+
+def _manage_change(
+    stored: dict[str, Any],
+    money: Callable[[int, str], str],
+    day: Callable[[datetime | None], str | None],
+) -> dict[str, Any]:
+    """What a manage-page mail confirms, from the ids and amounts its row keeps."""
+    currency = stored.get("currency")
+    resumes_at = stored.get("resumes_at")
+    links = [
+        {
+            "manage_url": link["manage_url"],
+            "amount": money(link["amount_minor"], link["currency"]),
+            "interval": link["interval"],
+            "status": link["status"],
+        }
+        for link in stored.get("links") or []
+    ]
+    return {
+        "old_amount": money(stored["old_amount_minor"], currency) if currency else None,
+        "new_amount": money(stored["new_amount_minor"], currency) if currency else None,
+        "old_interval": stored.get("old_interval"),
+        "new_interval": stored.get("new_interval"),
+        "card_brand": stored.get("card_brand"),
+        "card_last4": stored.get("card_last4"),
+        "resumes_date": day(datetime.fromisoformat(resumes_at)) if resumes_at else None,
+        "links": links,
     }
 
 

@@ -82,9 +82,10 @@ def queue_resume_notices(session: Session, now: datetime) -> int:
         if reader.erased_at is not None:
             continue
         key = f"resuming:{pledge.id}:{pledge.resumes_at.date().isoformat()}"
+        context = {"resumes_at": pledge.resumes_at.isoformat()}
         if queue_email(
             session, dedupe_key=key, template="resuming", to_email=reader.email,
-            locale=pledge.locale, pledge_id=pledge.id,
+            locale=pledge.locale, context=context, pledge_id=pledge.id,
         ):  # fmt: skip
             enqueue_after_commit(session, SEND_EMAIL_TASK, key)
             queued += 1

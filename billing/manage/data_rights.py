@@ -11,6 +11,7 @@ from sqlalchemy import Text, cast, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.models import (
     Dispute,
     EmailOutbox,
@@ -96,8 +97,10 @@ def erase_reader(session: Session, gateway: StripeGateway, reader: Reader) -> No
             gateway.cancel_subscription(pledge.stripe_subscription_id)
             # A subscription that never got paid ends as failed, a paying one as canceled.
             started = pledge.status != PledgeStatus.PENDING
+            previous_status = pledge.status
             pledge.status = PledgeStatus.CANCELED if started else PledgeStatus.FAILED
             pledge.canceled_at = pledge.canceled_at or utcnow()
+            outgoing.pledge_moved(session, pledge=pledge, previous_status=previous_status)
         pledge.cancel_reason = None  # free text the reader typed
         pledge.request_fingerprint = None
     if reader.stripe_customer_id:
@@ -117,6 +120,7 @@ def erase_reader(session: Session, gateway: StripeGateway, reader: Reader) -> No
     reader.name = None
     reader.erased_at = utcnow()
     session.flush()
+    outgoing.reader_erased(session, reader_id=reader.id)
 
 
 def _scrub_events(session: Session, needles: list[str], values: set[str]) -> None:

@@ -25,6 +25,7 @@ from billing.pledges.schemas import CardSubmission
 from billing.pledges.service import PledgeError
 from billing.reader_links import pledge_id_from_token
 from billing.settings import Settings, get_settings
+from billing.statements.service import statement_years
 from billing.stripe_gateway import CardDeclined, GatewayError, StripeGateway, get_gateway
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -101,6 +102,8 @@ def _manage_page(
         "notice": notice,
         "stripe_js_url": settings.stripe_js_url,
         "publishable_key": settings.stripe_publishable_key,
+        # Giving statements: one link per finished fiscal year with payments (issue 12).
+        "statement_years": statement_years(session, settings, pledge.reader_id),
     }
     return _page(request, "manage.html", context, status=status, lang=pledge.locale)
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from billing import notifications
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.manage import mails
 from billing.models import Payment, Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor
@@ -95,6 +96,9 @@ def change_amount(
     pledge.amount_minor, pledge.fee_cover_minor, pledge.interval = amount_minor, fee, interval
     pledge.stripe_plan_id = plan_id
     session.flush()
+    outgoing.pledge_amount_changed(
+        session, pledge=pledge, previous_total_amount=old_amount, previous_interval=old_interval
+    )
     mails.amount_changed(
         session, reader=reader, pledge=pledge, old_amount_minor=old_amount,
         old_interval=old_interval, change_id=change_id,
@@ -110,10 +114,12 @@ def cancel(
         return
     subscription_id = require_running(pledge)
     gateway.cancel_subscription(subscription_id)
+    previous_status = pledge.status
     pledge.status = PledgeStatus.CANCELED
     pledge.canceled_at = utcnow()
     pledge.cancel_reason = (reason or "").strip()[:1000] or None
     session.flush()
+    outgoing.pledge_moved(session, pledge=pledge, previous_status=previous_status)
     notifications.pledge_canceled(
         session, reader=reader, pledge=pledge, after_failed_payments=False
     )
@@ -139,6 +145,7 @@ def pause(
     pledge.status = PledgeStatus.PAUSED
     pledge.resumes_at = resumes_at
     session.flush()
+    outgoing.pledge_moved(session, pledge=pledge, previous_status=PledgeStatus.ACTIVE)
     mails.paused(session, reader=reader, pledge=pledge, resumes_at=resumes_at)
 
 

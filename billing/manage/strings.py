@@ -73,6 +73,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "monthly_failed": "Your card could not start a monthly pledge. You can pledge with "
         "another card on our site.",
         "monthly_not_possible": "This gift cannot be made monthly any more.",
+        "statements_title": "Giving statements", "statement_pdf": "Statement (PDF)",
+        "statement_html": "web page",
     },
     "ru": {
         "title": "Ваша поддержка", "amount": "Сумма", "status": "Статус", "since": "С",
@@ -140,6 +142,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "monthly_failed": "С этой карты не удалось оформить ежемесячную поддержку. Вы можете "
         "оформить её с другой картой на нашем сайте.",
         "monthly_not_possible": "Этот взнос больше нельзя сделать ежемесячным.",
+        "statements_title": "Справки о пожертвованиях", "statement_pdf": "Справка (PDF)",
+        "statement_html": "веб-страница",
     },
 }  # fmt: skip
 

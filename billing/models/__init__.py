@@ -3,6 +3,8 @@
 from billing.models.api_key import ApiKey
 from billing.models.dispute import Dispute
 from billing.models.email_outbox import EmailOutbox
+from billing.models.giving_statement import GivingStatement
+from billing.models.outgoing_event import OutgoingEvent
 from billing.models.payment import Payment
 from billing.models.pledge import Pledge, PledgeInterval, PledgeStatus
 from billing.models.pledge_history import PledgeHistory
@@ -10,11 +12,15 @@ from billing.models.reader import Reader
 from billing.models.refund import Refund
 from billing.models.revenue_rollup import RevenueRollup
 from billing.models.stripe_event import StripeEvent
+from billing.models.webhook_delivery import WebhookDelivery
+from billing.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
     "Dispute",
     "EmailOutbox",
+    "GivingStatement",
+    "OutgoingEvent",
     "Payment",
     "Pledge",
     "PledgeHistory",
@@ -24,4 +30,6 @@ __all__ = [
     "Refund",
     "RevenueRollup",
     "StripeEvent",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
@@ -134,6 +135,7 @@ def create_pledge(
         )
     pledge.stripe_customer_id = reader.stripe_customer_id
     session.flush()
+    outgoing.pledge_created(session, pledge=pledge)
     log.info(
         "pledge_created", pledge_id=str(pledge.id), amount_minor=pledge.amount_minor,
         currency=currency, interval=pledge.interval, campaign=pledge.campaign,
@@ -168,7 +170,9 @@ def confirm_pledge(
     except CardDeclined as declined:
         outcome = ChargeOutcome("failed", "", failure_reason=declined.reason,
                                 failure_code=declined.code)  # fmt: skip
-    return _apply_outcome(gateway, pledge, outcome)
+    confirmed = _apply_outcome(gateway, pledge, outcome)
+    outgoing.pledge_moved(session, pledge=pledge, previous_status=PledgeStatus.PENDING)
+    return confirmed
 
 
 def _try_card(gateway: StripeGateway, pledge: Pledge, card: CardInfo) -> ChargeOutcome:

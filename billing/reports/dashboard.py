@@ -11,8 +11,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
 from billing.dependencies import get_session
+from billing.endpoints.service import overview as endpoint_overview
 from billing.money import format_money
-from billing.reports import queries
+from billing.reports import failures, queries
 from billing.reports.auth import DASHBOARD_COOKIE, authenticate, presented_key
 from billing.reports.params import ReportError, parse_currency, parse_period, today_in
 from billing.settings import get_settings
@@ -35,6 +36,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 COOKIE_MAX_AGE = 8 * 3600
+# The dashboard shows the latest failed payments; the full list is the CSV download.
+DASHBOARD_FAILURES = 20
 
 
 def _page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -89,6 +92,14 @@ def dashboard(
                       "lost": r.lost, "still_retrying": r.still_retrying}
                      for r in recovery.totals],
     }  # fmt: skip
+    latest_failures = failures.failure_page(
+        session,
+        failures.FailureFilters(
+            from_value=year.from_date.isoformat(), to_value=year.to_date.isoformat(),
+            currency=code, outcome=None, timezone=timezone,
+        ),
+        principal, cursor=None, limit=DASHBOARD_FAILURES,
+    ).items  # fmt: skip
     csv_query = {"from": year.from_date, "to": year.to_date, "format": "csv"}
     return _page(
         "dashboard.html",
@@ -100,9 +111,13 @@ def dashboard(
         month_movement=[row for row in movement.rows if row.period == first],
         year=year,
         recovery=recovery.totals,
+        failures=latest_failures,
+        sees_email=principal.sees_personal_data,
         campaigns=[row for row in attribution.rows if row.dimension == "campaign"],
         chart_data=chart_data,
         csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
+        # Outgoing webhooks are an admin's business (billing/endpoints).
+        endpoints=endpoint_overview(session) if principal.role == "admin" else None,
     )
 
 

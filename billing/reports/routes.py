@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from billing.dependencies import get_session
-from billing.reports import lists, queries
+from billing.reports import failures, lists, queries
 from billing.reports.auth import Principal, report_reader
 from billing.reports.csv_export import columns_of, csv_lines
 from billing.reports.params import (
@@ -210,6 +210,28 @@ def payments_list(
         return csv_response("payments", columns, lists.all_payment_items(statement, caller))
     statement = lists.payment_statement(filters, caller, cursor)
     return lists.payment_page(session, statement, caller, parse_limit(limit))
+
+
+@router.get("/failures", response_model=failures.FailurePage)
+def failures_list(
+    request: Request, caller: Caller, session: DbSession,
+    from_: Annotated[str | None, Query(alias="from", description="Failed on or after.")] = None,
+    to: Annotated[str | None, Query(description="Failed on or before.")] = None,
+    currency: Currency = None,
+    outcome: Annotated[
+        str | None, Query(description="recovered, still_failing or canceled.")
+    ] = None,
+    cursor: Cursor = None, limit: Limit = 100, format: Format = None,
+) -> Any:  # fmt: skip
+    """Failed payments, latest first: decline reason, reminders sent, and what happened next."""
+    filters = failures.FailureFilters(
+        from_value=from_, to_value=to, currency=currency, outcome=outcome,
+        timezone=get_settings().reporting_timezone,
+    )  # fmt: skip
+    if wants_csv(request, format):
+        columns = columns_of(failures.item_model(caller))
+        return csv_response("failures", columns, failures.all_failures(filters, caller))
+    return failures.failure_page(session, filters, caller, cursor, parse_limit(limit))
 
 
 def report_error_response(error: ReportError) -> Response:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.manage.service import ManageError
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, minor_per_major, to_minor
@@ -84,6 +85,7 @@ def start_monthly(
     )  # fmt: skip
     session.add(pledge)
     session.flush()
+    outgoing.pledge_created(session, pledge=pledge)
     pledge.stripe_plan_id = gateway.ensure_plan(
         amount_minor=pledge.charged_minor, currency=currency, interval=PledgeInterval.MONTH
     )
@@ -97,6 +99,7 @@ def start_monthly(
         pledge.status, pledge.activated_at = PledgeStatus.ACTIVE, utcnow()
     elif outcome.status == "failed":
         _fail(gateway, pledge, outcome.failure_reason)
+    outgoing.pledge_moved(session, pledge=pledge, previous_status=PledgeStatus.PENDING)
     return Started(pledge, outcome.client_secret if outcome.status == "requires_action" else None)
 
 
@@ -109,6 +112,7 @@ def finish(session: Session, gateway: StripeGateway, *, gift: Pledge) -> Pledge:
         confirmed = confirm_pledge(session, gateway, str(pledge.id), None)
         if confirmed.status == "failed":
             _fail(gateway, pledge, confirmed.reason)
+            outgoing.pledge_moved(session, pledge=pledge, previous_status=PledgeStatus.PENDING)
     return pledge
 
 

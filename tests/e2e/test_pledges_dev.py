@@ -77,12 +77,12 @@ def _stop(process: subprocess.Popen[str], signum: int) -> None:
 
 @pytest.fixture
 def dev_folder(
-    tmp_path: Path,
+    scratch_folder: Path,
 ) -> Iterator[tuple[Path, dict[str, int], list[subprocess.Popen[str]]]]:
     ports = {name: free_port() for name in ("api", "stripe", "smtp", "postgres")}
     started: list[subprocess.Popen[str]] = []
     try:
-        yield tmp_path, ports, started
+        yield scratch_folder, ports, started
     finally:
         for process in started:
             if process.poll() is None:
@@ -93,7 +93,7 @@ def dev_folder(
                     process.kill()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-        local_postgres.stop(tmp_path / ".pledges" / "postgres")
+        local_postgres.stop(scratch_folder / ".pledges" / "postgres")
 
 
 def _summary(api: str, key: str) -> dict[str, object]:

@@ -138,7 +138,7 @@ def test_lowering_switches_the_plan_down_to_the_minimum_and_refuses_more_or_less
     assert send_mail(mail.dedupe_key).outcome == "sent"
     [message] = smtp_server.messages
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "your support is now €2.00 a month" in body
+    assert "your support changed from €10.00 a month to €2.00 a month" in body
 
 
 def test_change_card_choice_leads_to_the_card_form_and_cancel_anyway_keeps_the_reason(

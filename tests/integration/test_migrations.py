@@ -18,9 +18,9 @@ from tests.conftest import RUN_ID, database_url_named, free_port
 
 
 @pytest.fixture
-def embedded_admin_url(tmp_path: Path) -> Iterator[str]:
+def embedded_admin_url(scratch_folder: Path) -> Iterator[str]:
     """An embedded server of this test's own, on a free port."""
-    server = local_postgres.start(tmp_path / "postgres", free_port())
+    server = local_postgres.start(scratch_folder / "postgres", free_port())
     try:
         yield server.url()
     finally:
@@ -60,8 +60,8 @@ def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(empty_databas
         engine.dispose()
 
 
-def test_embedded_server_listens_on_loopback_only_and_keeps_its_data(tmp_path: Path) -> None:
-    datadir = tmp_path / "postgres"
+def test_embedded_server_listens_on_loopback_only_and_keeps_its_data(scratch_folder: Path) -> None:
+    datadir = scratch_folder / "postgres"
     server = local_postgres.start(datadir, free_port())
     try:
         url = server.create_database("pledges")

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html import unescape
 
@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from billing import notifications
 from billing.db import utcnow
+from billing.manage import mails
 from billing.models import EmailOutbox, Pledge, Reader
 from billing.reader_links import pledge_id_from_token
 from tests.conftest import CaughtMail
@@ -78,6 +79,27 @@ def _refund(db: Session, reader: Reader, pledge: Pledge) -> None:
     )
 
 
+def _amount_changed(db: Session, reader: Reader, pledge: Pledge) -> None:
+    mails.amount_changed(
+        db, reader=reader, pledge=pledge, old_amount_minor=300, old_interval="month",
+        change_id="c-1",
+    )  # fmt: skip
+
+
+def _card_updated(db: Session, reader: Reader, pledge: Pledge) -> None:
+    mails.card_updated(
+        db, reader=reader, pledge=pledge, payment_method_id="pm_1", brand="visa", last4="4242"
+    )
+
+
+def _paused(db: Session, reader: Reader, pledge: Pledge) -> None:
+    mails.paused(db, reader=reader, pledge=pledge, resumes_at=datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def _manage_link(db: Session, reader: Reader, pledge: Pledge) -> None:
+    mails.manage_links(db, reader=reader, pledges=[pledge], window="2026-11-29T02")
+
+
 # (scenario, subject in English, subject in Russian, words the text must hold in en / ru)
 SCENARIOS: list[tuple[Callable[[Session, Reader, Pledge], None], str, str, str, str]] = [
     (_welcome, "Welcome, and thank you for supporting The Daily Bugle",
@@ -96,6 +118,17 @@ SCENARIOS: list[tuple[Callable[[Session, Reader, Pledge], None], str, str, str, 
      "Ваша поддержка The Daily Bugle прекращена", "could not collect", "Нам не удалось"),
     (_refund, "Your refund from The Daily Bugle", "Возврат средств от The Daily Bugle",
      "we refunded", "Мы вернули"),
+    (_amount_changed, "Your support for The Daily Bugle was changed",
+     "Ваша поддержка The Daily Bugle изменена", "changed from €3.00 a month", "было 3,00"),
+    (_card_updated, "Your new card for The Daily Bugle is saved",
+     "Новая карта для The Daily Bugle сохранена", "Visa card ending in 4242",
+     "оканчивающаяся на 4242"),
+    (_paused, "Your support for The Daily Bugle is paused",
+     "Ваша поддержка The Daily Bugle приостановлена", "until January 1, 2027",
+     "до 1 января 2027"),
+    (_manage_link, "Your link to manage your support for The Daily Bugle",
+     "Ссылка для управления поддержкой The Daily Bugle", "here is the link you asked for",
+     "Вот ссылка"),
 ]  # fmt: skip
 
 

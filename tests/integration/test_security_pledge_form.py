@@ -155,20 +155,25 @@ def test_a_setup_failure_stripe_reports_ends_that_intent(
     assert browser_stripe.try_card_at_stripe(asked["client_secret"], VISA) == 400
 
 
+def update_cards_of_a_running_pledge(
+    client: TestClient, browser: BrowserStripe, numbers: list[str]
+) -> list[int]:
+    """The manage page's card update, once per card number, on a fresh active pledge."""
+    created = client.post("/v1/pledges", json=body()).json()
+    confirm(client, created["id"], browser.create_payment_method(VISA))
+    token = manage_token(uuid.UUID(created["id"]))
+    return [
+        client.post(
+            f"/manage/{token}/card", json={"payment_method": browser.create_payment_method(number)}
+        ).status_code
+        for number in numbers
+    ]
+
+
 def test_manage_page_card_updates_are_limited_per_pledge(
     client: TestClient, browser_stripe: BrowserStripe, db: Session
 ) -> None:
-    created = client.post("/v1/pledges", json=body()).json()
-    confirm(client, created["id"], browser_stripe.create_payment_method(VISA))
-    token = manage_token(uuid.UUID(created["id"]))
-
-    statuses = [
-        client.post(
-            f"/manage/{token}/card",
-            json={"payment_method": browser_stripe.create_payment_method(MASTERCARD)},
-        ).status_code
-        for _ in range(4)
-    ]
+    statuses = update_cards_of_a_running_pledge(client, browser_stripe, [MASTERCARD] * 4)
 
     assert statuses == [200, 200, 200, 429]
 
@@ -176,17 +181,7 @@ def test_manage_page_card_updates_are_limited_per_pledge(
 def test_manage_page_card_declines_count_like_the_pledge_forms(
     client: TestClient, browser_stripe: BrowserStripe, db: Session
 ) -> None:
-    created = client.post("/v1/pledges", json=body()).json()
-    confirm(client, created["id"], browser_stripe.create_payment_method(VISA))
-    token = manage_token(uuid.UUID(created["id"]))
-
-    statuses = [
-        client.post(
-            f"/manage/{token}/card",
-            json={"payment_method": browser_stripe.create_payment_method(number)},
-        ).status_code
-        for number in TESTED_CARDS[:5]
-    ]
+    statuses = update_cards_of_a_running_pledge(client, browser_stripe, TESTED_CARDS[:5])
 
     # DECLINE_LIMIT is 3/hour per network, email and card.
     assert statuses == [402, 402, 402, 429, 429]

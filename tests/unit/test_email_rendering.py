@@ -1,5 +1,6 @@
 """Rendering, locales, reader links and the email settings, without a database."""
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,22 @@ CONTEXT: dict[str, Any] = {
     "pledge_amount": "€5.00", "amount": "€5.00", "paid_date": "November 26, 2026",
     "receipt_number": "R-00000001", "period_start": None, "period_end": None,
     "update_url": "https://news.example/manage/t", "next_attempt_date": None,
-    "refund_amount": None, "refund_date": None, "resumes_date": "December 29, 2026",
+    "refund_amount": None, "refund_date": None,
     "decline_kind": None, "card_expiry": "12/2026", "upgrade_url": None,
+    "endpoint": {"id": 7, "url": "https://crm.example/hook", "reason": "HTTP 500"},
+    "old_amount": "€3.00", "new_amount": "€5.00", "old_interval": "month",
+    "new_interval": "year", "card_brand": "visa", "card_last4": "4242",
+    "resumes_date": "January 1, 2027",
+    "links": [{"manage_url": "https://news.example/manage/t", "amount": "€5.00",
+               "interval": "month", "status": "active"}],
 }  # fmt: skip
 TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
     "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
-    "paused", "resuming", "card_expiring", "amount_changed", "card_updated",
+    "endpoint_disabled", "amount_changed", "card_updated", "paused", "manage_link",
+    "resuming", "card_expiring",
 ]  # fmt: skip
+CODE = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -48,6 +57,20 @@ def test_every_shipped_template_renders_subject_text_and_html(locale: str, templ
     assert "The Bugle" in rendered.text and "\n\n\n" not in rendered.text
     assert f'<html lang="{locale}">' in rendered.html
     assert "{{" not in rendered.text + rendered.html
+
+
+def test_every_template_the_code_queues_is_shipped() -> None:
+    """A mail queued under a name with no template is marked failed and never reaches anyone."""
+    from billing.notifications import REMINDER_TEMPLATES
+
+    lines = [line for folder in ("billing", "webhooks", "workers")
+             for path in (CODE / folder).rglob("*.py")
+             for line in path.read_text().splitlines()
+             if re.search(r"\btemplate\s*=\s*\(?\s*\"", line)]  # fmt: skip
+    queued = {name for line in lines for name in re.findall(r'"([a-z_]+)"', line)}
+    queued |= REMINDER_TEMPLATES
+    assert {"manage_link", "amount_changed", "card_updated", "paused", "receipt"} <= queued
+    assert queued <= set(TEMPLATES)
 
 
 @pytest.mark.parametrize(

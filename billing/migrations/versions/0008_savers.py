@@ -1,7 +1,7 @@
 """The supporter's year: pause dates, the paying card's expiry, gift upgrades, save choices.
 
-Revision ID: 0006_savers
-Revises: 0005_card_attempts
+Revision ID: 0008_savers
+Revises: 0007_giving_statements
 Create Date: 2026-11-29 02:30:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_savers"
-down_revision: str | None = "0005_card_attempts"
+revision: str = "0008_savers"
+down_revision: str | None = "0007_giving_statements"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
