@@ -15,6 +15,7 @@ from billing.reports import install_reports
 from billing.settings import get_settings
 from billing.statements.routes import manage_router as statements_manage_router
 from billing.statements.routes import reports_router as statements_reports_router
+from billing.upgrades.routes import router as upgrades_router
 from billing.widget.routes import install_widget
 from webhooks.routes import MAX_WEBHOOK_BYTES, WEBHOOK_PATH
 from webhooks.routes import router as webhooks_router
@@ -50,5 +51,6 @@ def create_app() -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_widget(app)
     app.include_router(manage_router)
+    app.include_router(upgrades_router)
     app.include_router(statements_manage_router)
     return app

@@ -6,6 +6,8 @@ localstripe the parts of Stripe's current API that our one flow uses and it lack
 service itself never branches on which Stripe it talks to:
 - a subscription's own `default_payment_method` (create and update), which pays its invoices
   ahead of the customer's default;
+- `pause_collection` on a subscription (set, and cleared with an empty value), shown as
+  Stripe shows it; like every clock-driven thing in localstripe, it never resumes by itself;
 - a canceled or succeeded SetupIntent cannot be confirmed again (localstripe re-opens it);
 - Stripe.js's `createPaymentMethod` (a stub in localstripe's stand-in) and `handleNextAction`,
   the 3-D Secure step for an intent the server confirmed.
@@ -82,12 +84,29 @@ def _teach_subscription_default_payment_method() -> None:
             resources.PaymentMethod._api_retrieve(default_payment_method)
         # Set before localstripe's constructor, which pays the first invoice.
         self.default_payment_method = default_payment_method
+        self.pause_collection = None
         original_init(self, *args, **kwargs)
 
-    def update(self: Any, default_payment_method: str | None = None, **data: Any) -> None:
+    def update(
+        self: Any,
+        default_payment_method: str | None = None,
+        pause_collection: Any = None,
+        **data: Any,
+    ) -> None:
         if default_payment_method is not None:
             resources.PaymentMethod._api_retrieve(default_payment_method)
             self.default_payment_method = default_payment_method
+        if pause_collection == "":
+            self.pause_collection = None
+        elif pause_collection is not None:
+            behavior = pause_collection.get("behavior")
+            if behavior not in ("void", "keep_as_draft", "mark_uncollectible"):
+                raise resources.UserError(400, "Invalid pause_collection[behavior]")
+            resumes_at = pause_collection.get("resumes_at")
+            self.pause_collection = {
+                "behavior": behavior,
+                "resumes_at": int(resumes_at) if resumes_at else None,
+            }
         if data:
             original_update(self, **data)
 

@@ -17,8 +17,9 @@ REDACTED_KEYS = frozenset(
 # Each pattern keeps what helps an operator (which route, which kind of key) and drops what
 # would let a log reader act as someone: a manage token is 60 days of control over a pledge.
 SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # /manage/<token>, in a path, a full link or a traceback; /manage/link names no one.
-    (re.compile(r"(/manage/)(?!link\b)[^/?#\s\"'<>]+"), r"\1[token]"),
+    # /manage/<token> and /monthly/<token>, in a path, a full link or a traceback;
+    # /manage/link names no one.
+    (re.compile(r"(/manage/|/monthly/)(?!link\b)[^/?#\s\"'<>]+"), r"\1[token]"),
     # Query parameters that carry a credential, whatever the route.
     (
         re.compile(

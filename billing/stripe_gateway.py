@@ -67,6 +67,18 @@ class CardInfo:
     id: str
     customer_id: str | None
     fingerprint: str | None
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """How a mail names a card, and when it runs out."""
+
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,8 @@ class StripeGateway:
             id=payment_method.id,
             customer_id=customer if isinstance(customer, str) or customer is None else customer.id,
             fingerprint=str(card.fingerprint) if card.fingerprint else None,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
         )
 
     def confirm_setup(
@@ -383,13 +397,19 @@ class StripeGateway:
         metadata: dict[str, Any] = setup_intent.to_dict().get("metadata") or {}
         return customer_id, metadata.get("pledge_id")
 
-    def card_summary(self, payment_method_id: str) -> tuple[str, str]:
-        """(brand, last four digits) to name the card in a confirmation."""
+    def card_summary(self, payment_method_id: str) -> CardSummary:
+        """Brand and last four digits to name the card in a confirmation, and its expiry."""
         payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
         card = payment_method.card
         if card is None:
-            return "card", ""
-        return str(card.brand), str(card.last4)
+            return CardSummary("card", "", None, None)
+        return CardSummary(str(card.brand), str(card.last4), card.exp_month, card.exp_year)
+
+    def payment_intent_card(self, payment_intent_id: str) -> str | None:
+        """The PaymentMethod that paid a gift, for gifts saved before pledges kept their card."""
+        payment_intent = self._call(self._client.v1.payment_intents.retrieve, payment_intent_id)
+        method = payment_intent.payment_method
+        return method if isinstance(method, str) or method is None else method.id
 
     def delete_customer(self, customer_id: str) -> None:
         """Stripe keeps the payments it must; the customer's contact details go."""

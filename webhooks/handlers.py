@@ -181,6 +181,26 @@ def payment_intent_failed(ctx: Context, payment_intent: dict[str, Any]) -> None:
         pledge.failure_reason = pledge.failure_reason or payment.failure_message
 
 
+def payment_method_updated(ctx: Context, payment_method: dict[str, Any]) -> None:
+    """A card's new expiry (the reader's bank or Stripe's card updater) on the pledges it pays.
+
+    The same card's expiry only ever moves forward, so a late older event changes nothing.
+    """
+    card = payment_method.get("card") or {}
+    month, year = card.get("exp_month"), card.get("exp_year")
+    if not month or not year:
+        return
+    pledges = ctx.session.scalars(
+        select(Pledge)
+        .where(Pledge.stripe_payment_method_id == str(payment_method["id"]))
+        .with_for_update()
+    ).all()
+    for pledge in pledges:
+        if (pledge.card_exp_year or 0, pledge.card_exp_month or 0) < (int(year), int(month)):
+            pledge.card_exp_month, pledge.card_exp_year = int(month), int(year)
+            ctx.changes.append(f"pledge {pledge.id}: card expires {month:0>2}/{year}")
+
+
 HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": subscription_changed,
     "customer.subscription.updated": subscription_changed,
@@ -203,6 +223,8 @@ HANDLERS: dict[str, Handler] = {
     "setup_intent.setup_failed": setup_intent_failed,
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
+    "payment_method.updated": payment_method_updated,
+    "payment_method.automatically_updated": payment_method_updated,
 }
 
 

@@ -210,9 +210,11 @@ def move_pledge(
 def apply_subscription_state(
     ctx: Context, pledge: Pledge, subscription: dict[str, Any], at: datetime
 ) -> None:
-    new_status = status_of(subscription)
+    new_status = status_of(subscription, at)
     if new_status is None or not may_move(pledge, new_status, at):
         return
+    resumes_at = timestamp((subscription.get("pause_collection") or {}).get("resumes_at"))
+    pledge.resumes_at = resumes_at if new_status == PledgeStatus.PAUSED else None
     amount, _currency, interval, plan_id = subscription_terms(subscription)
     previous_total, previous_interval = pledge.charged_minor, pledge.interval
     if interval != pledge.interval:
@@ -234,11 +236,18 @@ def apply_subscription_state(
     move_pledge(ctx, pledge, new_status, at, cancel_reason=reason)
 
 
-def status_of(subscription: dict[str, Any]) -> PledgeStatus | None:
-    """Our word for the subscription's state; collection paused by the reader is a pause."""
+def status_of(subscription: dict[str, Any], at: datetime | None = None) -> PledgeStatus | None:
+    """Our word for the subscription's state at `at`; collection paused by the reader is a pause.
+
+    Stripe resumes collection by itself at `pause_collection.resumes_at`, so from that moment
+    on the subscription is active again, whether or not its update has reached us yet.
+    """
     status = STATUS_FROM_STRIPE.get(str(subscription.get("status")))
-    if status == PledgeStatus.ACTIVE and subscription.get("pause_collection"):
-        return PledgeStatus.PAUSED
+    pause = subscription.get("pause_collection")
+    if status == PledgeStatus.ACTIVE and pause:
+        resumes_at = timestamp(pause.get("resumes_at"))
+        if resumes_at is None or at is None or resumes_at > at:
+            return PledgeStatus.PAUSED
     return status
 
 

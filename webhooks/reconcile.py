@@ -28,7 +28,7 @@ def sync_subscription(stripe: StripeReader, subscription: dict[str, Any]) -> lis
             ledger.apply_subscription_state(ctx, pledge, subscription, ctx.event_at)
             for invoice in stripe.invoices(subscription_id):
                 _sync_invoice(ctx, invoice)
-            expected = ledger.status_of(subscription)
+            expected = ledger.status_of(subscription, ctx.event_at)
             if expected is not None and expected != pledge.status:
                 ctx.changes.append(
                     f"pledge {pledge.id}: left {pledge.status}, Stripe says "

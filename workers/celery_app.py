@@ -12,7 +12,7 @@ from billing.task_queue import broker_transport_options
 # Modules whose tasks the worker registers; each names its tasks explicitly.
 TASK_MODULES: list[str] = [
     "webhooks.tasks", "workers.emails", "workers.dunning", "workers.outgoing",
-    "workers.statements",
+    "workers.statements", "workers.pauses", "workers.card_expiry",
 ]  # fmt: skip
 
 
@@ -41,6 +41,12 @@ def create_celery() -> Celery:
             "send-due-reminders": {
                 "task": "workers.dunning.send_due_reminders",
                 "schedule": 15 * 60.0,
+            },
+            # Hourly: a pause ends at a moment of the day, not at midnight.
+            "follow-pauses": {"task": "workers.pauses.follow_pauses", "schedule": 60 * 60.0},
+            "warn-expiring-cards": {
+                "task": "workers.card_expiry.warn_expiring_cards",
+                "schedule": 6 * 60 * 60.0,
             },
         },
     )

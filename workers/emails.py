@@ -20,10 +20,11 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import session_scope, utcnow
-from billing.models import EmailOutbox, Payment, Pledge, Reader
+from billing.models import EmailOutbox, Payment, Pledge, PledgeStatus, Reader
 from billing.notifications import REMINDER_TEMPLATES, SEND_EMAIL_TASK, reminder_is_due_for
 from billing.settings import Settings, get_settings
 from billing.task_queue import send_task
+from workers import card_expiry
 from workers.celery_app import app
 from workers.mail_context import email_context
 from workers.rendering import pick_locale, render_email
@@ -197,6 +198,10 @@ def _still_wanted(session: Session, row: EmailOutbox) -> bool:
     if row.template in REMINDER_TEMPLATES:
         payment = session.get(Payment, row.payment_id) if row.payment_id is not None else None
         return reminder_is_due_for(payment, pledge)
+    if row.template == card_expiry.TEMPLATE:
+        return card_expiry.still_wanted(row, pledge)
+    if row.template == "resuming":  # not after the reader cancelled or resumed meanwhile
+        return pledge is not None and pledge.status == PledgeStatus.PAUSED
     return True
 
 

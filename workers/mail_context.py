@@ -6,7 +6,8 @@ pledge_amount, amount, paid_date, receipt_number, period_start, period_end, upda
 next_attempt_date, refund_amount, refund_date, endpoint{id, url, reason} (admin mail about a
 disabled outgoing webhook endpoint); and for the manage page's confirmations: old_amount,
 new_amount, old_interval, new_interval, card_brand, card_last4, resumes_date, links[{manage_url,
-amount, interval, status}] (a requested manage link per pledge).
+amount, interval, status}] (a requested manage link per pledge); decline_kind (why a payment
+failed), card_expiry (MM/YYYY of the paying card), upgrade_url (a paid gift's "make it monthly").
 """
 
 from collections.abc import Callable
@@ -19,9 +20,38 @@ from sqlalchemy.orm import Session
 
 from billing.models import EmailOutbox, Payment, Pledge, Reader, Refund
 from billing.money import format_money
-from billing.reader_links import manage_link
+from billing.reader_links import manage_link, upgrade_link
 from billing.settings import Settings
 from workers.rendering import pick_locale
+
+# Stripe's decline codes (https://docs.stripe.com/declines/codes) grouped by what the reader
+# can do about them; the words are in each language's `_why.txt`.
+DECLINE_KINDS = {
+    "expired_card": "expired_card",
+    "insufficient_funds": "insufficient_funds",
+    "card_velocity_exceeded": "insufficient_funds",
+    "withdrawal_count_limit_exceeded": "insufficient_funds",
+    "authentication_required": "authentication_required",
+    "card_declined": "bank_refused",
+    "generic_decline": "bank_refused",
+    "do_not_honor": "bank_refused",
+    "do_not_try_again": "bank_refused",
+    "transaction_not_allowed": "bank_refused",
+    "lost_card": "bank_refused",
+    "stolen_card": "bank_refused",
+    "pickup_card": "bank_refused",
+    "restricted_card": "bank_refused",
+    "security_violation": "bank_refused",
+    "card_not_supported": "bank_refused",
+}
+
+
+def decline_kind(failure_code: str | None) -> str | None:
+    """expired_card, insufficient_funds, authentication_required or bank_refused; None when no
+    failure is known. A code we do not list is the bank's refusal without a reason."""
+    if not failure_code:
+        return None
+    return DECLINE_KINDS.get(failure_code, "bank_refused")
 
 
 def receipt_number(settings: Settings, payment: Payment) -> str:
@@ -69,6 +99,9 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
         "next_attempt_date": day(payment.next_attempt_at) if payment else None,
         "refund_amount": money(refund.amount_minor, refund.currency) if refund else None,
         "refund_date": day(refund.refunded_at) if refund else None,
+        "decline_kind": decline_kind(payment.failure_code) if payment else None,
+        "card_expiry": _card_expiry(pledge),
+        "upgrade_url": upgrade_link(pledge.id) if pledge and _upgradable(pledge) else None,
         "endpoint": row.context.get("endpoint"),
         **_manage_change(row.context, money, day),
     }
@@ -101,6 +134,17 @@ def _manage_change(
         "resumes_date": day(datetime.fromisoformat(resumes_at)) if resumes_at else None,
         "links": links,
     }
+
+
+def _card_expiry(pledge: Pledge | None) -> str | None:
+    if pledge is None or not pledge.card_exp_month or not pledge.card_exp_year:
+        return None
+    return f"{pledge.card_exp_month:02d}/{pledge.card_exp_year}"
+
+
+def _upgradable(pledge: Pledge) -> bool:
+    """A paid one-time gift, which a "make it monthly" link may turn into a monthly pledge."""
+    return pledge.interval == "once" and pledge.status == "active"
 
 
 def _reader(session: Session, row: EmailOutbox, pledge: Pledge | None) -> Reader | None:

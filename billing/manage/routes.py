@@ -1,10 +1,12 @@
 """The manage page behind a signed link, link re-requests, and the reader's export and erasure."""
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from babel.dates import format_date
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -13,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from billing.abuse.guards import client_ip, guard_card, too_many
 from billing.abuse.limiter import Limits
+from billing.db import utcnow
 from billing.dependencies import get_session
-from billing.manage import data_rights, service
+from billing.manage import data_rights, saves, service
 from billing.manage.strings import request_locale, strings_for
 from billing.models import Pledge, Reader
 from billing.money import CURRENCY_EXPONENTS, format_money, minor_per_major
@@ -38,7 +41,7 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'",
     "X-Robots-Tag": "noindex",
 }
-DONE = ("amount", "cancel", "pause")
+DONE = ("amount", "cancel", "pause", "lowered", "skipped", "paused", "card")
 INVALID_LINK = strings_for("en")["invalid_link"]
 EMAIL_SHAPE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 
@@ -89,6 +92,7 @@ def _manage_page(
     context = {
         "token": token,
         "pledge": pledge,
+        "resumes_date": _day(pledge.resumes_at, pledge.locale),
         "payments": service.payments_of(session, pledge),
         "running": service.is_running_subscription(pledge),
         "amount_text": str(
@@ -102,6 +106,42 @@ def _manage_page(
         "statement_years": statement_years(session, settings, pledge.reader_id),
     }
     return _page(request, "manage.html", context, status=status, lang=pledge.locale)
+
+
+def _day(moment: datetime | None, locale: str) -> str:
+    return str(format_date(moment, format="long", locale=locale)) if moment else ""
+
+
+def _save_page(
+    request: Request,
+    settings: Settings,
+    token: str,
+    pledge: Pledge,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    now = utcnow()
+    skipped, skip_resumes = saves.skip_dates(pledge, now)
+    minimum = saves.minimum_minor(settings, pledge)
+    context = {
+        "token": token,
+        "pledge": pledge,
+        "error": error,
+        "minimum": minimum,
+        "suggested_text": _major_text(max(minimum, pledge.amount_minor // 2), pledge.currency),
+        "skipped_date": _day(skipped, pledge.locale),
+        "skip_resumes_date": _day(skip_resumes, pledge.locale),
+        "pauses": [
+            (months, _day(saves.pause_until(now, months), pledge.locale))
+            for months in saves.PAUSE_MONTHS
+        ],
+    }
+    return _page(request, "save.html", context, status=status, lang=pledge.locale)
+
+
+def _major_text(amount_minor: int, currency: str) -> str:
+    return str(Decimal(amount_minor).scaleb(-CURRENCY_EXPONENTS[currency]))
 
 
 @router.get("", response_class=HTMLResponse)
@@ -141,8 +181,13 @@ def manage_page(
     found = _pledge_for(session, token)
     if found is None:
         return _invalid_link(request)
-    notice = strings_for(found[0].locale)[f"done_{done}"] if done in DONE else None
-    return _manage_page(request, session, settings, token, found[0], notice=notice)
+    pledge = found[0]
+    notice = None
+    if done in DONE:
+        notice = strings_for(pledge.locale)[f"done_{done}"].format(
+            date=_day(pledge.resumes_at, pledge.locale)
+        )
+    return _manage_page(request, session, settings, token, pledge, notice=notice)
 
 
 def _run_change(
@@ -152,25 +197,31 @@ def _run_change(
     token: str,
     change: Any,
     done: str,
+    *,
+    from_save_page: bool = False,
 ) -> Response:
     found = _pledge_for(session, token, for_update=True)
     if found is None:
         return _invalid_link(request)
     pledge, reader = found
+
+    def again(message: str, status: int) -> Response:
+        if from_save_page and service.is_running_subscription(pledge):
+            return _save_page(request, settings, token, pledge, error=message, status=status)
+        return _manage_page(request, session, settings, token, pledge, error=message, status=status)
+
     try:
         change(pledge, reader)
     except (service.ManageError, PledgeError) as error:
         session.rollback()
         pledge = service.find(session, pledge.id)[0]  # type: ignore[index]
-        return _manage_page(
-            request, session, settings, token, pledge, error=error.message, status=error.status_code
-        )
+        return again(error.message, error.status_code)
     except GatewayError:
         session.rollback()
-        message = "Payments are unavailable for a moment. Please try again."
-        return _manage_page(request, session, settings, token, pledge, error=message, status=503)
+        return again("Payments are unavailable for a moment. Please try again.", 503)
     session.commit()
-    return RedirectResponse(f"/manage/{token}?done={done}", status_code=303, headers=PAGE_HEADERS)
+    target = f"/manage/{token}?done={done}" + ("#card-update" if done == "card" else "")
+    return RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
 
 
 @router.post("/{token}/amount", response_class=HTMLResponse)
@@ -222,6 +273,101 @@ def pause(
         service.pause(session, gateway, pledge=pledge, reader=reader)
 
     return _run_change(request, session, settings, token, change, "pause")
+
+
+@router.post("/{token}/cancel/start", response_class=HTMLResponse)
+def start_cancel(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+) -> Response:
+    """Cancel asks once: the save page, with the reader's other choices and "cancel anyway"."""
+    found = _pledge_for(session, token, for_update=True)
+    if found is None:
+        return _invalid_link(request)
+    if service.is_running_subscription(found[0]):
+        saves.start_cancel(session, pledge=found[0])
+        session.commit()
+        return RedirectResponse(f"/manage/{token}/save", status_code=303, headers=PAGE_HEADERS)
+    return RedirectResponse(f"/manage/{token}", status_code=303, headers=PAGE_HEADERS)
+
+
+@router.get("/{token}/save", response_class=HTMLResponse)
+def save_page(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    found = _pledge_for(session, token)
+    if found is None:
+        return _invalid_link(request)
+    if not service.is_running_subscription(found[0]):
+        return RedirectResponse(f"/manage/{token}", status_code=303, headers=PAGE_HEADERS)
+    return _save_page(request, settings, token, found[0])
+
+
+@router.post("/{token}/save/lower", response_class=HTMLResponse)
+def save_by_lowering(
+    request: Request,
+    token: str,
+    amount: Annotated[str, Form(max_length=20)],
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    def change(pledge: Pledge, reader: Reader) -> None:
+        amount_minor = amount_from_text(amount, pledge.currency)
+        if amount_minor is None:
+            raise service.ManageError("Enter an amount such as 5 or 7.50.", 422)
+        saves.lower(
+            session, gateway, settings, pledge=pledge, reader=reader, amount_minor=amount_minor
+        )
+
+    return _run_change(request, session, settings, token, change, "lowered", from_save_page=True)
+
+
+@router.post("/{token}/save/skip", response_class=HTMLResponse)
+def save_by_skipping(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    def change(pledge: Pledge, reader: Reader) -> None:
+        saves.skip(session, gateway, pledge=pledge, reader=reader)
+
+    return _run_change(request, session, settings, token, change, "skipped", from_save_page=True)
+
+
+@router.post("/{token}/save/pause", response_class=HTMLResponse)
+def save_by_pausing(
+    request: Request,
+    token: str,
+    months: Annotated[str, Form(max_length=2)],
+    session: Annotated[Session, Depends(get_session)],
+    gateway: Annotated[StripeGateway, Depends(get_gateway)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    def change(pledge: Pledge, reader: Reader) -> None:
+        count = int(months) if months.isdigit() else 0
+        saves.pause(session, gateway, pledge=pledge, reader=reader, months=count)
+
+    return _run_change(request, session, settings, token, change, "paused", from_save_page=True)
+
+
+@router.post("/{token}/save/card", response_class=HTMLResponse)
+def save_by_changing_card(
+    request: Request,
+    token: str,
+    session: Annotated[Session, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    def change(pledge: Pledge, _reader: Reader) -> None:
+        saves.change_card(session, pledge=pledge)
+
+    return _run_change(request, session, settings, token, change, "card", from_save_page=True)
 
 
 class CardUpdateAnswer(BaseModel):

@@ -1,7 +1,7 @@
 """What a reader may do to a pledge from the manage page: Stripe, then the ledger, then a mail."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,7 +59,7 @@ def is_running_subscription(pledge: Pledge) -> bool:
     )
 
 
-def _require_running(pledge: Pledge) -> str:
+def require_running(pledge: Pledge) -> str:
     if not is_running_subscription(pledge) or pledge.stripe_subscription_id is None:
         raise ManageError("This pledge is not running any more, so it cannot be changed.")
     return pledge.stripe_subscription_id
@@ -76,7 +76,7 @@ def change_amount(
     interval: str,
 ) -> bool:
     """Switch to the Plan for the new amount and interval; False when nothing changes."""
-    subscription_id = _require_running(pledge)
+    subscription_id = require_running(pledge)
     if interval not in (PledgeInterval.MONTH, PledgeInterval.YEAR):
         raise ManageError("Choose monthly or yearly.", 422)
     currency = check_amount(settings, amount_minor, pledge.currency)
@@ -112,7 +112,7 @@ def cancel(
     """End the subscription now; cancelling twice changes nothing and mails once."""
     if pledge.status == PledgeStatus.CANCELED:
         return
-    subscription_id = _require_running(pledge)
+    subscription_id = require_running(pledge)
     gateway.cancel_subscription(subscription_id)
     previous_status = pledge.status
     pledge.status = PledgeStatus.CANCELED
@@ -125,16 +125,25 @@ def cancel(
     )
 
 
-def pause(session: Session, gateway: StripeGateway, *, pledge: Pledge, reader: Reader) -> None:
-    """Skip the next month's payment; Stripe resumes collection by itself afterwards."""
-    subscription_id = _require_running(pledge)
+def pause(
+    session: Session,
+    gateway: StripeGateway,
+    *,
+    pledge: Pledge,
+    reader: Reader,
+    resumes_at: datetime | None = None,
+) -> None:
+    """No payments until `resumes_at` (a month by default); Stripe resumes collection by itself
+    then, and the ledger follows (webhooks.ledger.status_of, workers.pauses)."""
+    subscription_id = require_running(pledge)
     if pledge.status != PledgeStatus.ACTIVE:
         raise ManageError("Only an active pledge can be paused.")
-    resumes_at = utcnow() + timedelta(days=PAUSE_DAYS)
+    resumes_at = resumes_at or utcnow() + timedelta(days=PAUSE_DAYS)
     gateway.pause_collection(
         subscription_id=subscription_id, resumes_at=int(resumes_at.timestamp())
     )
     pledge.status = PledgeStatus.PAUSED
+    pledge.resumes_at = resumes_at
     session.flush()
     outgoing.pledge_moved(session, pledge=pledge, previous_status=PledgeStatus.ACTIVE)
     mails.paused(session, reader=reader, pledge=pledge, resumes_at=resumes_at)
@@ -148,7 +157,7 @@ def update_card(
     The server confirms the card itself, so the manage page never holds a secret that could
     confirm another card. A declined card raises CardDeclined.
     """
-    _require_running(pledge)
+    require_running(pledge)
     if pledge.stripe_customer_id is None:
         raise ManageError("This pledge has no card to replace.")
     if card.customer_id not in (None, pledge.stripe_customer_id):
@@ -171,7 +180,7 @@ def finish_card_update(
     setup_intent_id: str,
 ) -> None:
     """Make the confirmed card the one this pledge's payments use; repeating it mails once."""
-    subscription_id = _require_running(pledge)
+    subscription_id = require_running(pledge)
     customer_id, owner_pledge_id = gateway.setup_intent_owner(setup_intent_id)
     if (
         customer_id is None
@@ -193,10 +202,12 @@ def finish_card_update(
     gateway.pay_subscription_with(
         subscription_id=subscription_id, payment_method_id=state.payment_method_id
     )
-    brand, last4 = gateway.card_summary(state.payment_method_id)
+    card = gateway.card_summary(state.payment_method_id)
+    pledge.stripe_payment_method_id = state.payment_method_id
+    pledge.card_exp_month, pledge.card_exp_year = card.exp_month, card.exp_year
     mails.card_updated(
         session, reader=reader, pledge=pledge, payment_method_id=state.payment_method_id,
-        brand=brand, last4=last4,
+        brand=card.brand, last4=card.last4,
     )  # fmt: skip
 
 

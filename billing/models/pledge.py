@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     Uuid,
@@ -75,6 +76,8 @@ class Pledge(Base):
             postgresql_include=["amount_minor", "fee_cover_minor", "status"],
             postgresql_where=text("status IN ('active', 'past_due')"),
         ),
+        # The resume job reads only the paused pledges (migration 0006_savers).
+        Index("ix_pledges_resumes_at", "resumes_at", postgresql_where=text("status = 'paused'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -109,6 +112,16 @@ class Pledge(Base):
     # `created` of the newest Stripe event or object state applied; older news never wins.
     stripe_state_at: Mapped[datetime | None] = mapped_column()
     current_period_end: Mapped[datetime | None] = mapped_column()
+    # When Stripe resumes collection of a paused or skipped pledge (`pause_collection`).
+    resumes_at: Mapped[datetime | None] = mapped_column()
+    # The card paying this pledge and its expiry, for the warning a month before it runs out.
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    card_exp_month: Mapped[int | None] = mapped_column(SmallInteger)
+    card_exp_year: Mapped[int | None] = mapped_column(SmallInteger)
+    # The gift a "make it monthly" link turned into this pledge; unique, so it happens once.
+    upgraded_from_pledge_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("pledges.id"), unique=True
+    )
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

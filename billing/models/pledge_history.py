@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db import Base
@@ -32,6 +32,12 @@ class PledgeHistory(Base):
             ],
         ),
         Index("ix_pledge_history_reader_id_currency", "reader_id", "currency"),
+        Index(
+            "ix_pledge_history_save_action",
+            "changed_at",
+            postgresql_include=["currency", "save_action"],
+            postgresql_where=text("save_action IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -50,3 +56,7 @@ class PledgeHistory(Base):
     # new | expansion | contraction | churned | reactivated, judged on the reader's total MRR in
     # the currency; NULL when MRR did not change (say active → past_due).
     movement: Mapped[str | None] = mapped_column(String(16))
+    # A choice on the save page (billing.manage.saves), written by the service, not the trigger:
+    # cancel_started | lowered | skipped | paused | card. Such rows change nothing else
+    # (status = previous_status, mrr_delta_minor = 0, movement NULL), so every sum ignores them.
+    save_action: Mapped[str | None] = mapped_column(String(16))

@@ -66,3 +66,7 @@ class PledgeConfirmed(BaseModel):
     cards_left: int | None = Field(
         default=None, description="With `failed`: how many more cards this pledge may try."
     )
+    upgrade_url: str | None = Field(
+        default=None,
+        description="With a paid one-time gift: the signed page that makes it a monthly pledge.",
+    )

@@ -17,6 +17,7 @@ from billing.endpoints import events as outgoing
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, format_money, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
+from billing.reader_links import upgrade_link
 from billing.settings import Settings
 from billing.stripe_gateway import (
     CardDeclined,
@@ -181,6 +182,9 @@ def _try_card(gateway: StripeGateway, pledge: Pledge, card: CardInfo) -> ChargeO
     if card.customer_id not in (None, pledge.stripe_customer_id):
         raise InvalidPledge("This card cannot be used here. Please enter it again.")
     pledge.card_attempts += 1
+    # Kept for the expiry warning; a card tried later on this pledge replaces it.
+    pledge.stripe_payment_method_id = card.id
+    pledge.card_exp_month, pledge.card_exp_year = card.exp_month, card.exp_year
     # A card tried before on this pledge is over: its subscription or payment is not reused.
     pledge.stripe_subscription_id = None
     pledge.stripe_payment_intent_id = None
@@ -284,11 +288,13 @@ def _end_failed_attempt(gateway: StripeGateway, pledge: Pledge) -> None:
 
 def _confirmed(pledge: Pledge) -> PledgeConfirmed:
     failed = pledge.status == PledgeStatus.FAILED
+    gift_paid = pledge.interval == PledgeInterval.ONCE and pledge.status == PledgeStatus.ACTIVE
     return PledgeConfirmed(
         id=pledge.id,
         status=pledge.status,
         reason=pledge.failure_reason if failed else None,
         cards_left=0 if failed else None,
+        upgrade_url=upgrade_link(pledge.id) if gift_paid else None,
     )
 
 

@@ -267,6 +267,19 @@ WITH months AS (
      WHERE changed_at >= :start_at AND changed_at < :end_at
        AND movement IS NOT NULL {currency}
      GROUP BY 1, 2
+), save_choices AS (
+    -- Only the few save-page rows (partial index); the choice after a start may fall later.
+    SELECT changed_at, currency, save_action,
+           lead(save_action) OVER (PARTITION BY pledge_id ORDER BY changed_at, id) AS next_action
+      FROM pledge_history
+     WHERE save_action IS NOT NULL AND changed_at >= :start_at {currency}
+), saves AS (
+    SELECT date_trunc('month', changed_at AT TIME ZONE :tz)::date AS period, currency,
+           count(*) AS cancellations_started,
+           count(*) FILTER (WHERE next_action <> 'cancel_started') AS saved
+      FROM save_choices
+     WHERE save_action = 'cancel_started' AND changed_at < :end_at
+     GROUP BY 1, 2
 ), mrr_now AS (
     SELECT currency, sum({mrr}) AS mrr
       FROM pledges
@@ -279,7 +292,7 @@ WITH months AS (
      GROUP BY currency
 ), currencies AS (
     SELECT currency FROM changes UNION SELECT currency FROM mrr_now
-    UNION SELECT currency FROM after_end
+    UNION SELECT currency FROM after_end UNION SELECT currency FROM saves
 ), grid AS (
     SELECT months.period, currencies.currency,
            coalesce(changes.new, 0) AS new,
@@ -289,9 +302,12 @@ WITH months AS (
            coalesce(changes.reactivated, 0) AS reactivated,
            coalesce(changes.new_count, 0) AS new_count,
            coalesce(changes.churned_count, 0) AS churned_count,
-           coalesce(changes.reactivated_count, 0) AS reactivated_count
+           coalesce(changes.reactivated_count, 0) AS reactivated_count,
+           coalesce(saves.cancellations_started, 0) AS cancellations_started,
+           coalesce(saves.saved, 0) AS saved
       FROM months CROSS JOIN currencies
       LEFT JOIN changes USING (period, currency)
+      LEFT JOIN saves USING (period, currency)
 ), with_net AS (
     SELECT grid.*,
            new + expansion - contraction - churned + reactivated AS net_change
@@ -311,9 +327,10 @@ SELECT period, currency,
        (mrr_end - net_change)::bigint AS mrr_start,
        new::bigint, expansion::bigint, contraction::bigint, churned::bigint,
        reactivated::bigint, net_change::bigint, mrr_end::bigint,
-       new_count, churned_count, reactivated_count
+       new_count, churned_count, reactivated_count, cancellations_started, saved
   FROM with_end
- WHERE mrr_end <> 0 OR net_change <> 0 OR new_count + churned_count + reactivated_count > 0
+ WHERE mrr_end <> 0 OR net_change <> 0
+       OR new_count + churned_count + reactivated_count + cancellations_started > 0
  ORDER BY period, currency
 """
 
@@ -331,7 +348,10 @@ def movement(session: Session, period: Period) -> Movement:
         to_date=period.to_date,
         timezone=period.timezone,
         currency=period.currency,
-        rows=[MovementRow(**row) for row in _rows(session, sql, params)],
+        rows=[
+            MovementRow(**row, save_rate=_rate(row["saved"], row["cancellations_started"]))
+            for row in _rows(session, sql, params)
+        ],
     )
 
 

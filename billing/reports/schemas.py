@@ -71,6 +71,11 @@ class MovementRow(BaseModel):
     new_count: int
     churned_count: int
     reactivated_count: int
+    # Readers who pressed Cancel on the manage page, and those of them who chose to lower,
+    # skip, pause or change the card instead; save_rate = saved / cancellations_started.
+    cancellations_started: int
+    saved: int
+    save_rate: str | None
 
 
 class Movement(ReportPeriod):

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.models import Pledge
+from billing.reader_links import UPGRADE_SALT, pledge_id_from_token
 from tests.e2e.conftest import ArticleSite
 
 pytestmark = pytest.mark.browser
@@ -159,6 +160,10 @@ def test_widget_on_another_allowed_origin_takes_a_pledge(
         "active", "once", "usd", "ru",
     )  # fmt: skip
     assert pledge.article_url == f"{allowed_site.origin}/article"
+    # The gift's thank-you offers its signed "make it monthly" page.
+    monthly = page.get_by_role("link", name="Поддерживать ежемесячно")
+    href = monthly.get_attribute("href") or ""
+    assert pledge_id_from_token(href.rsplit("/monthly/", 1)[1], salt=UPGRADE_SALT) == pledge.id
 
 
 def test_widget_on_a_disallowed_origin_is_refused(

@@ -405,8 +405,12 @@ def test_manage_tokens_never_reach_the_access_log(
             "127.0.0.1:5000", "GET", f"/manage/{token}/export?x=1", "1.1", 200,
         )  # fmt: skip
         access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "POST", "/manage/link", "1.1", 200)
+        access.info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", f"/monthly/{token}", "1.1", 200
+        )
 
     assert token not in caplog.text
+    assert "/monthly/[token]" in caplog.text
     assert "/manage/[token]/export?x=1" in caplog.text
     assert "/manage/link" in caplog.text
 

@@ -20,6 +20,7 @@ CONTEXT: dict[str, Any] = {
     "receipt_number": "R-00000001", "period_start": None, "period_end": None,
     "update_url": "https://news.example/manage/t", "next_attempt_date": None,
     "refund_amount": None, "refund_date": None,
+    "decline_kind": None, "card_expiry": "12/2026", "upgrade_url": None,
     "endpoint": {"id": 7, "url": "https://crm.example/hook", "reason": "HTTP 500"},
     "old_amount": "€3.00", "new_amount": "€5.00", "old_interval": "month",
     "new_interval": "year", "card_brand": "visa", "card_last4": "4242",
@@ -31,6 +32,7 @@ TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
     "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
     "endpoint_disabled", "amount_changed", "card_updated", "paused", "manage_link",
+    "resuming", "card_expiring",
 ]  # fmt: skip
 CODE = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,8 @@
       auth: "Your bank could not confirm the payment. Please try again or use another card.",
       network: "We could not reach the payment service. Please try again.", unavailable: "Pledges are not available on this site.",
       thanks: "Thank you!", thanksText: "Your pledge of {amount} is active. A receipt is on its way to {email}.",
-      website: "Leave this field empty", tooMany: "Too many attempts. Please try again later."
+      website: "Leave this field empty", tooMany: "Too many attempts. Please try again later.",
+      monthlyText: "Would you like to give a little every month instead?", makeMonthly: "Make it monthly"
     },
     ru: {
       title: "Поддержите нашу журналистику", appeal: "Независимую журналистику оплачивают читатели. Поддержите нас ежемесячно — от 2.",
@@ -34,7 +35,8 @@
       auth: "Банк не подтвердил платёж. Попробуйте ещё раз или используйте другую карту.",
       network: "Платёжный сервис недоступен. Попробуйте ещё раз.", unavailable: "Поддержка недоступна на этом сайте.",
       thanks: "Спасибо!", thanksText: "Ваша поддержка на {amount} оформлена. Квитанция придёт на {email}.",
-      website: "Оставьте это поле пустым", tooMany: "Слишком много попыток. Попробуйте позже."
+      website: "Оставьте это поле пустым", tooMany: "Слишком много попыток. Попробуйте позже.",
+      monthlyText: "Хотите давать понемногу каждый месяц?", makeMonthly: "Поддерживать ежемесячно"
     }
   };
   var lang = (opts.locale || document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
@@ -204,7 +206,7 @@
         return api("/v1/pledges/" + p.id + "/confirm", { payment_method: result.paymentMethod.id });
       });
     }).then(authenticate).then(function (confirmed) {
-      if (confirmed.status === "active") return thank(body, c);
+      if (confirmed.status === "active") return thank(body, c, confirmed.upgrade_url);
       if (!confirmed.cards_left) pending = null;  // this pledge is over: the next try is a new one
       throw new Error(confirmed.reason || S.declined);
     }).catch(function (error) {
@@ -216,13 +218,18 @@
     });
   }
 
-  function thank(body, c) {
+  function thank(body, c, upgradeUrl) {
     var total = c.amount + (body.cover_fees ? feeCover(c.amount) : 0);
     var label = money(total, c.code);
     if (c.interval !== "once") label = t(c.interval === "month" ? "perMonth" : "perYear", { amount: label });
     var box = el("div", { "class": "rp-thanks", tabindex: "-1", role: "status" });
     box.appendChild(el("h2", { "class": "rp-title" }, S.thanks));
     box.appendChild(el("p", {}, t("thanksText", { amount: label, email: body.email })));
+    // A gift's thank-you offers the signed "make it monthly" page (same card, one more click).
+    if (c.interval === "once" && upgradeUrl && /^https?:\/\//.test(upgradeUrl)) {
+      box.appendChild(el("p", {}, S.monthlyText));
+      box.appendChild(el("a", { "class": "rp-monthly", href: upgradeUrl, target: "_blank", rel: "noopener" }, S.makeMonthly));
+    }
     root.replaceChild(box, form);
     box.focus();
   }
