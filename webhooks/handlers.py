@@ -12,7 +12,7 @@ from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
 from billing.db import utcnow
 from billing.models import Payment, Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe
-from webhooks import ledger, payments
+from webhooks import ledger, payments, payouts
 from webhooks.errors import RetryLater
 from webhooks.ledger import Context
 from webhooks.shapes import invoice_payment_ids, object_id, timestamp
@@ -199,6 +199,11 @@ HANDLERS: dict[str, Handler] = {
     "setup_intent.setup_failed": setup_intent_failed,
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_failed,
+    "payout.created": payouts.record_payout,
+    "payout.updated": payouts.record_payout,
+    "payout.paid": payouts.record_payout,
+    "payout.failed": payouts.record_payout,
+    "payout.canceled": payouts.record_payout,
 }
 
 
