@@ -1,12 +1,15 @@
 """The Celery application: broker from settings, at-least-once delivery, the beat schedule."""
 
 from celery import Celery
+from celery.schedules import crontab
 
 from billing.settings import get_settings
 from billing.task_queue import broker_transport_options
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
-TASK_MODULES: list[str] = ["webhooks.tasks", "workers.emails", "workers.dunning"]
+TASK_MODULES: list[str] = [
+    "webhooks.tasks", "workers.emails", "workers.dunning", "workers.reconcile",
+]  # fmt: skip
 
 
 def create_celery() -> Celery:
@@ -30,6 +33,11 @@ def create_celery() -> Celery:
             "send-due-reminders": {
                 "task": "workers.dunning.send_due_reminders",
                 "schedule": 15 * 60.0,
+            },
+            # Nightly, after Stripe's own day has settled.
+            "reconcile-drift-check": {
+                "task": "workers.reconcile.drift_check",
+                "schedule": crontab(hour=3, minute=17),
             },
         },
     )

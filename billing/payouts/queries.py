@@ -50,8 +50,9 @@ SELECT t.payout_id, t.stripe_balance_transaction_id, t.type, t.reporting_categor
    AND d.stripe_dispute_id = t.source_id
 """
 
-TIES_OUT = """(matched = 'payout' OR (matched IS NOT NULL AND ledger_amount = amount
-               AND ledger_fee IS NOT DISTINCT FROM fee))"""
+# Never NULL: a line with no match is a line that does not tie out.
+TIES_OUT = """coalesce(matched = 'payout' OR (matched IS NOT NULL AND ledger_amount = amount
+                                           AND ledger_fee IS NOT DISTINCT FROM fee), false)"""
 
 PAYOUTS_SQL = """
 WITH chosen AS (
@@ -182,7 +183,7 @@ SELECT lines.*, {ties_out} AS ties_out,
        AS lines
   LEFT JOIN pledges ON pledges.id = lines.pledge_id
   LEFT JOIN readers ON readers.id = pledges.reader_id
- ORDER BY lines.stripe_balance_transaction_id
+ ORDER BY lines.created_at, lines.stripe_balance_transaction_id
 """
 
 
