@@ -30,7 +30,7 @@ class FakeStripe:
         self.requests.append(request.path_qs)
         lists = {
             "/v1/charges": self.charges, "/v1/refunds": self.refunds,
-            "/v1/disputes": self.disputes, "/v1/events": self.events,
+            "/v1/disputes": self.disputes, "/v1/events": self.events, "/v1/subscriptions": [],
         }  # fmt: skip
         if request.path == "/v1/balance_transactions":
             payout = request.query.get("payout", "")

@@ -109,3 +109,11 @@ def month_journal(*, period: Period) -> Iterator[JournalLine]:
                 line["kind"], _local_date(line["at"], period.timezone), int(line["amount"]),
                 line["currency"], str(line["reference"] or ""),
             )  # fmt: skip
+
+
+def month_close(session: Session, *, period: Period) -> dict[str, Any]:
+    """What the dashboard shows for closing a month: its payouts and the last drift check."""
+    rows, issues = queries.payouts(
+        session, from_date=period.from_date, to_date=period.to_date, currency=period.currency
+    )
+    return {"payouts": rows, "payout_issues": issues, "drift": queries.last_reconcile_run(session)}

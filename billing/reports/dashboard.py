@@ -10,8 +10,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
+from billing.cohorts import queries as cohort_queries
 from billing.dependencies import get_session
 from billing.money import format_money
+from billing.payouts import service as payout_service
 from billing.reports import queries
 from billing.reports.auth import DASHBOARD_COOKIE, authenticate, presented_key
 from billing.reports.params import ReportError, parse_currency, parse_period, today_in
@@ -24,6 +26,9 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html"]),
 )
 TEMPLATES.filters["money"] = lambda minor, currency: format_money(int(minor), currency)
+# A retention share "0.6667" as one of eleven colour steps of the heat-map (CSS classes, as the
+# page's Content Security Policy allows no inline styles).
+TEMPLATES.filters["heat"] = lambda share: f"heat-{round(float(share) * 10)}" if share else ""
 # Everything the page loads comes from this app: no CDN, no inline script.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -89,6 +94,9 @@ def dashboard(
                       "lost": r.lost, "still_retrying": r.still_retrying}
                      for r in recovery.totals],
     }  # fmt: skip
+    # Payouts of the month, the last drift check and the retention heat-map (issue 13).
+    extras = payout_service.month_close(session, period=chosen)
+    extras["cohorts"] = cohort_queries.cohorts(session, period=year, by="month").rows
     csv_query = {"from": year.from_date, "to": year.to_date, "format": "csv"}
     return _page(
         "dashboard.html",
@@ -103,6 +111,7 @@ def dashboard(
         campaigns=[row for row in attribution.rows if row.dimension == "campaign"],
         chart_data=chart_data,
         csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
+        **extras,
     )
 
 
