@@ -25,10 +25,10 @@ from billing.db import utcnow
 from billing.reports.params import Period
 
 COHORT_OF = {
-    "month": "to_char(started_at AT TIME ZONE :tz, 'YYYY-MM')",
-    "campaign": "campaign",
-    "source": "source",
-    "article": "article_url",
+    "month": "to_char(s.started_at AT TIME ZONE :tz, 'YYYY-MM')",
+    "campaign": "s.campaign",
+    "source": "s.source",
+    "article": "s.article_url",
 }
 RETENTION_COLUMNS = ",\n".join(
     f"count(*) FILTER (WHERE started_at + interval '{k} months' <= :as_of) AS observed_m{k},\n"
