@@ -31,11 +31,13 @@ COHORT_OF = {
     "article": "s.article_url",
 }
 RETENTION_COLUMNS = ",\n".join(
-    f"count(*) FILTER (WHERE started_at + interval '{k} months' <= :as_of) AS observed_m{k},\n"
-    f"count(*) FILTER (WHERE started_at + interval '{k} months' <= :as_of\n"
-    f"    AND (NOT ended OR ended_at >= started_at + interval '{k} months')) AS retained_m{k}"
+    f"count(*) FILTER (WHERE months_followed >= {k}) AS observed_m{k},\n"
+    f"count(*) FILTER (WHERE months_followed >= {k} AND months_giving >= {k}) AS retained_m{k}"
     for k in range(1, RETENTION_MONTHS + 1)
 )
+# Whole calendar months from the start to a moment: N when start + N months <= moment.
+WHOLE_MONTHS = "(extract(year FROM age({to}, started_at)) * 12 + extract(month FROM age({to}, started_at)))::int"  # noqa: E501
+
 
 COHORTS_SQL = """
 WITH supporters AS (
@@ -50,44 +52,46 @@ WITH supporters AS (
             WHERE e.reader_id = p.reader_id AND e.currency = p.currency
               AND e.interval <> 'once' AND e.activated_at IS NOT NULL
               AND (e.activated_at, e.id) < (p.activated_at, p.id))
-), held AS (
+), held AS NOT MATERIALIZED (
     SELECT s.reader_id, s.currency, s.started_at, {cohort} AS cohort, p.id AS pledge_id,
            p.status, coalesce(p.canceled_at, p.updated_at) AS ended_at, p.cancel_reason
       FROM supporters s
       JOIN pledges p ON p.reader_id = s.reader_id AND p.currency = s.currency
      WHERE p.interval <> 'once' AND p.activated_at IS NOT NULL
-), money AS (
-    SELECT h.reader_id, h.currency,
+), per_pledge AS (
+    -- Payments summed per pledge first: the planner hashes the few pledges and reads payments
+    -- once, instead of looking them up supporter by supporter.
+    SELECT h.pledge_id,
            coalesce(sum(pm.amount_minor) FILTER (
                WHERE pm.status IN ('paid', 'refunded') AND pm.paid_at >= h.started_at
                  AND pm.paid_at < h.started_at + interval '12 months'), 0) AS revenue_12m,
            bool_or(pm.failed_at IS NOT NULL AND pm.status IN ('paid', 'refunded')) AS recovered,
-           bool_or(pm.pledge_id = last.pledge_id AND pm.status IN ('failed', 'void')
-                   AND pm.paid_at IS NULL) AS left_unpaid
+           bool_or(pm.status IN ('failed', 'void') AND pm.paid_at IS NULL) AS left_unpaid
       FROM held h
-      JOIN LATERAL (
-          SELECT pledge_id FROM held l
-           WHERE l.reader_id = h.reader_id AND l.currency = h.currency
-           ORDER BY l.ended_at DESC LIMIT 1) AS last ON true
       JOIN payments pm ON pm.pledge_id = h.pledge_id
-     GROUP BY h.reader_id, h.currency
+     GROUP BY h.pledge_id
 ), per_supporter AS (
-    SELECT reader_id, currency, cohort, started_at,
-           bool_and(status IN ('canceled', 'failed')) AS ended,
-           max(ended_at) AS ended_at,
-           (array_agg(cancel_reason ORDER BY ended_at DESC))[1] AS last_reason
-      FROM held
-     GROUP BY reader_id, currency, cohort, started_at
+    SELECT h.reader_id, h.currency, h.cohort, h.started_at,
+           bool_and(h.status IN ('canceled', 'failed')) AS ended,
+           max(h.ended_at) AS ended_at,
+           -- the pledge that ended last says how the supporter left
+           (array_agg(h.cancel_reason ORDER BY h.ended_at DESC))[1] AS last_reason,
+           (array_agg(coalesce(m.left_unpaid, false) ORDER BY h.ended_at DESC))[1]
+               AS last_left_unpaid,
+           coalesce(sum(m.revenue_12m), 0) AS revenue_12m,
+           coalesce(bool_or(m.recovered), false) AS recovered
+      FROM held h
+      LEFT JOIN per_pledge m USING (pledge_id)
+     GROUP BY h.reader_id, h.currency, h.cohort, h.started_at
 ), facts AS (
-    SELECT s.*, coalesce(m.revenue_12m, 0) AS revenue_12m,
-           coalesce(m.recovered, false) AS recovered,
-           s.ended AND (s.last_reason = 'payment_failed' OR coalesce(m.left_unpaid, false))
-               AS failed_churn,
+    -- Whole months once per supporter, so each retention column is a plain comparison.
+    SELECT s.*, {followed} AS months_followed,
+           CASE WHEN s.ended THEN {giving} ELSE {max_months} END AS months_giving,
+           s.ended AND (s.last_reason = 'payment_failed' OR s.last_left_unpaid) AS failed_churn,
            EXISTS (SELECT 1 FROM pledge_history ph
                     WHERE ph.reader_id = s.reader_id AND ph.currency = s.currency
                       AND ph.movement = 'expansion' AND ph.changed_at > s.started_at) AS upgraded
       FROM per_supporter s
-      LEFT JOIN money m USING (reader_id, currency)
 )
 SELECT cohort, currency, count(*) AS supporters,
        {retention},
@@ -134,6 +138,9 @@ def cohorts(session: Session, *, period: Period, by: str, as_of: datetime | None
         cohort=COHORT_OF[by],
         currency="AND p.currency = :currency" if period.currency else "",
         retention=RETENTION_COLUMNS,
+        followed=WHOLE_MONTHS.format(to=":as_of"),
+        giving=WHOLE_MONTHS.format(to="s.ended_at"),
+        max_months=RETENTION_MONTHS,
     )
     params = {
         "start_at": period.start_at, "end_at": period.end_at, "tz": period.timezone,

@@ -10,7 +10,6 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 
 from billing.money import CURRENCY_EXPONENTS
 from billing.reports.csv_export import cell
@@ -46,10 +45,13 @@ class JournalLine:
     reference: str
 
 
-def major(amount_minor: int, currency: str) -> Decimal:
-    """Exact major units with the currency's decimals: 1234 eur → 12.34, never a float."""
+def major(amount_minor: int, currency: str) -> str:
+    """Exact major units with the currency's decimals: 1234 eur → "12.34", never a float."""
     exponent = CURRENCY_EXPONENTS[currency.lower()]
-    return Decimal(amount_minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
+    if exponent == 0:
+        return str(amount_minor)
+    whole, part = divmod(abs(amount_minor), 10**exponent)
+    return f"{'-' if amount_minor < 0 else ''}{whole}.{part:0{exponent}d}"
 
 
 def signed_minor(line: JournalLine) -> int:
@@ -57,33 +59,50 @@ def signed_minor(line: JournalLine) -> int:
     return line.amount_minor if KINDS[line.kind][1] else -line.amount_minor
 
 
-def rows_for(line: JournalLine, layout: str, settings: Settings) -> list[list[str | int]]:
-    account_name, money_in, description = KINDS[line.kind]
-    other = str(getattr(settings, account_name))
-    amount = str(major(line.amount_minor, line.currency))
-    signed = str(major(signed_minor(line), line.currency))
-    reference, text = cell(line.reference), cell(f"{description} ({line.currency.upper()})")
+@dataclass(frozen=True)
+class Booking:
+    """How one kind of line is booked, worked out once per export from the settings."""
+
+    other_account: str
+    money_in: bool
+    description: str
+
+
+def bookings(settings: Settings) -> dict[str, Booking]:
+    return {
+        kind: Booking(str(getattr(settings, account)), money_in, description)
+        for kind, (account, money_in, description) in KINDS.items()
+    }
+
+
+def rows_for(
+    line: JournalLine, layout: str, booking: Booking, balance_account: str
+) -> list[list[str | int]]:
+    amount = major(line.amount_minor, line.currency)
+    signed = amount if booking.money_in else major(-line.amount_minor, line.currency)
+    code = line.currency.upper()
+    reference, text = cell(line.reference), cell(f"{booking.description} ({code})")
+    other = cell(booking.other_account)
     if layout == "journal":
-        balance = settings.account_stripe_balance
-        debit_account, credit_account = (balance, other) if money_in else (other, balance)
+        debit, credit = (balance_account, other) if booking.money_in else (other, balance_account)
+        day = line.on.isoformat()
         return [
-            [line.on.isoformat(), cell(debit_account), amount, "", line.currency.upper(),
-             reference, text],
-            [line.on.isoformat(), cell(credit_account), "", amount, line.currency.upper(),
-             reference, text],
-        ]  # fmt: skip
+            [day, debit, amount, "", code, reference, text],
+            [day, credit, "", amount, code, reference, text],
+        ]
     if layout == "xero":
-        return [[line.on.isoformat(), signed, "Stripe", text, reference, cell(other)]]
+        return [[line.on.isoformat(), signed, "Stripe", text, reference, other]]
     return [[line.on.strftime("%m/%d/%Y"), f"{text} {reference}", signed]]
 
 
 def csv_export(lines: Iterable[JournalLine], layout: str, settings: Settings) -> Iterator[str]:
     """The header, then the rows of each line as the lines arrive."""
+    booked, balance = bookings(settings), str(cell(settings.account_stripe_balance))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(HEADERS[layout])
     for line in lines:
-        writer.writerows(rows_for(line, layout, settings))
+        writer.writerows(rows_for(line, layout, booked[line.kind], balance))
         if buffer.tell() > 64_000:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -103,12 +103,11 @@ def month_journal(*, period: Period) -> Iterator[JournalLine]:
     held while a download streams."""
     with get_sessionmaker()() as session:
         for line in queries.month_lines(
-            session, start_at=period.start_at, end_at=period.end_at, currency=period.currency
-        ):
-            yield JournalLine(
-                line["kind"], _local_date(line["at"], period.timezone), int(line["amount"]),
-                line["currency"], str(line["reference"] or ""),
-            )  # fmt: skip
+            session, start_at=period.start_at, end_at=period.end_at, currency=period.currency,
+            timezone=period.timezone,
+        ):  # fmt: skip
+            yield JournalLine(line["kind"], line["on_date"], line["amount"], line["currency"],
+                              line["reference"] or "")  # fmt: skip
 
 
 def month_close(session: Session, *, period: Period) -> dict[str, Any]:
