@@ -94,9 +94,8 @@ def dashboard(
                       "lost": r.lost, "still_retrying": r.still_retrying}
                      for r in recovery.totals],
     }  # fmt: skip
-    # Payouts of the month, the last drift check and the retention heat-map (issue 13).
+    # Payouts of the month and the last drift check (issue 13).
     extras = payout_service.month_close(session, period=chosen)
-    extras["cohorts"] = cohort_queries.cohorts(session, period=year, by="month").rows
     csv_query = {"from": year.from_date, "to": year.to_date, "format": "csv"}
     return _page(
         "dashboard.html",
@@ -113,6 +112,29 @@ def dashboard(
         csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
         **extras,
     )
+
+
+@router.get("/dashboard/cohorts", response_class=HTMLResponse)
+def cohorts_page(
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    currency: str | None = None,
+) -> Response:
+    """The retention heat-map on a page of its own: it reads every payment of a year's
+    supporters, too slow at scale to hold up the month's figures."""
+    try:
+        principal = authenticate(presented_key(request))
+    except ReportError:
+        return _page("sign_in.html", error=None)
+    timezone = get_settings().reporting_timezone
+    try:
+        code = parse_currency(currency)
+    except ReportError as error:
+        return _page("error.html", status_code=422, error=error.message)
+    year = parse_period(None, None, code, timezone, 12)
+    report = cohort_queries.cohorts(session, period=year, by="month")
+    return _page("cohorts.html", role=principal.role, currency=code, year=year,
+                 cohorts=report.rows)  # fmt: skip
 
 
 @router.post("/dashboard/session")

@@ -115,3 +115,17 @@ def test_cohort_route_roles_csv_and_bad_input(
     assert as_csv.text.splitlines()[0].startswith("cohort,currency,supporters,retained_m1,")
     assert wrong.status_code == 422 and "by must be" in wrong.json()["message"]
     assert client.get("/v1/reports/cohorts").status_code == 401
+
+
+def test_the_heat_map_page_colours_each_share(
+    client: TestClient, db: Session, ledger: None
+) -> None:
+    assert "api_key" in client.get("/reports/dashboard/cohorts").text  # the sign-in form
+    client.cookies.set("pledges_reports_key", api_key(db, "finance"))
+
+    page = client.get("/reports/dashboard/cohorts").text
+
+    july = page.split('data-cohort="2026-07" data-currency="eur"')[1].split("</tr>")[0]
+    # 3 of 3 after one month, 2 of 3 after two: the darkest step, then the seventh.
+    assert '<td class="heat-10">100%</td><td class="heat-7">67%</td>' in july
+    assert "ada" not in page
