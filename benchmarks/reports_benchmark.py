@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,6 +132,47 @@ SELECT id, 'dp_' || id, amount_minor, currency,
 """
 
 
+# One automatic payout a day per currency, two days after the money it pays out; every paid
+# payment's charge, every refund and dispute is a balance transaction in the payout of its day.
+PAYOUTS_SQL = """
+INSERT INTO payouts (stripe_payout_id, amount_minor, currency, status, arrival_date, automatic,
+                     stripe_created_at, stripe_state_at, transactions_loaded_at, created_at,
+                     updated_at)
+SELECT 'po_' || currency || '_' || to_char(day, 'YYYYMMDD'), 0, currency, 'paid',
+       (day + interval '2 days')::date, true, day, day, day, day, day
+  FROM generate_series(date_trunc('day', now() - interval '{days} days'),
+                       date_trunc('day', now() + interval '30 days'), interval '1 day') AS day,
+       unnest(ARRAY['eur', 'usd', 'gbp']) AS currency
+"""
+
+PAYOUT_TRANSACTIONS_SQL = """
+INSERT INTO payout_transactions (payout_id, stripe_balance_transaction_id, type,
+                                 reporting_category, source_id, amount_minor, fee_minor,
+                                 net_minor, currency, stripe_created_at)
+SELECT po.id, 'txn_' || source_id, type, category, source_id, amount, fee, amount - fee,
+       lines.currency, at
+  FROM (SELECT stripe_charge_id AS source_id, 'charge' AS type, 'charge' AS category,
+               amount_minor AS amount, coalesce(fee_minor, 0) AS fee, currency, paid_at AS at
+          FROM payments WHERE stripe_charge_id IS NOT NULL AND paid_at IS NOT NULL
+        UNION ALL
+        SELECT stripe_refund_id, 'refund', 'refund', -amount_minor, 0, currency, refunded_at
+          FROM refunds
+        UNION ALL
+        SELECT stripe_dispute_id, 'adjustment', 'dispute', -amount_minor, 1500, currency,
+               opened_at
+          FROM disputes) AS lines
+  JOIN payouts po ON po.stripe_payout_id = 'po_' || lines.currency || '_'
+                                           || to_char(lines.at, 'YYYYMMDD')
+"""
+
+PAYOUT_AMOUNTS_SQL = """
+UPDATE payouts SET amount_minor = sums.net
+  FROM (SELECT payout_id, sum(net_minor) AS net FROM payout_transactions GROUP BY payout_id)
+       AS sums
+ WHERE payouts.id = sums.payout_id
+"""
+
+
 def database_url(name: str) -> str:
     return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
@@ -152,7 +193,7 @@ def load(url: str, pledges: int, payments: int) -> None:
         # Triggers off while loading: history and rollup are written in one statement each below.
         connection.execute("SET session_replication_role = replica")
         rebuild = []
-        for table in ("pledges", "payments"):
+        for table in ("pledges", "payments", "payout_transactions"):
             rows = connection.execute(
                 "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
                 "WHERE c.conrelid = %s::regclass AND c.contype = 'u'", (table,)
@@ -176,6 +217,9 @@ def load(url: str, pledges: int, payments: int) -> None:
         timed("refunds", lambda: connection.execute(REFUNDS_SQL))
         timed("disputes", lambda: connection.execute(DISPUTES_SQL))
         timed("revenue rollup", lambda: connection.execute("SELECT rebuild_revenue_rollup()"))
+        timed("payouts", lambda: connection.execute(PAYOUTS_SQL.format(**params)))
+        timed("payout transactions", lambda: connection.execute(PAYOUT_TRANSACTIONS_SQL))
+        connection.execute(PAYOUT_AMOUNTS_SQL)
 
         def build_indexes() -> None:
             for statement in rebuild:
@@ -196,10 +240,14 @@ def measure(action: Callable[[], Any], repeat: int) -> float:
 
 
 def run_reports(repeat: int) -> None:
+    from billing.cohorts import queries as cohort_queries
     from billing.db import get_sessionmaker
+    from billing.payouts import service as payout_service
+    from billing.payouts.exports import JournalLine, csv_export
     from billing.reports import lists, queries
     from billing.reports.auth import Principal
     from billing.reports.params import parse_period
+    from billing.settings import get_settings
 
     today = datetime.now(UTC).date()
     last_month_end = today.replace(day=1) - timedelta(days=1)
@@ -210,6 +258,11 @@ def run_reports(repeat: int) -> None:
     year_eur = parse_period(None, None, "eur", "UTC", 12)
     year_berlin = parse_period(None, None, None, "Europe/Berlin", 12)
     finance = Principal(key_id=0, role="finance")
+    one_payout = f"po_eur_{last_month_end:%Y%m%d}"
+
+    def consume(lines: Iterable[JournalLine], layout: str) -> int:
+        """Every CSV byte an export would send."""
+        return sum(len(chunk) for chunk in csv_export(lines, layout, get_settings()))
 
     def first_page(kind: str, **filters: Any) -> Callable[[Session], Any]:
         values = {
@@ -246,6 +299,18 @@ def run_reports(repeat: int) -> None:
         ("payments list, first page", first_page("payments")),
         ("payments list, failed EUR", first_page("payments", status="failed", currency="eur")),
         ("payments list, campaign", first_page("payments", campaign="campaign-8")),
+        # Issue 13: payouts, exports and cohorts.
+        ("payouts, last month", lambda s: payout_service.payout_report(s, period=last_month)),
+        ("payout detail, one payout", lambda s: payout_service.payout_detail(
+            s, stripe_payout_id=one_payout, caller=finance)),
+        ("payout export, journal", lambda s: consume(payout_service.payout_journal(
+            s, stripe_payout_id=one_payout, timezone="UTC")[1], "journal")),
+        ("month export, journal, last month", lambda s: consume(
+            payout_service.month_journal(period=last_month), "journal")),
+        ("cohorts by month, 12 months", lambda s: cohort_queries.cohorts(s, period=year,
+                                                                          by="month")),
+        ("cohorts by campaign, 12 months", lambda s: cohort_queries.cohorts(s, period=year,
+                                                                             by="campaign")),
     ]  # fmt: skip
     with get_sessionmaker()() as session:
         payments = session.scalar(text("SELECT count(*) FROM payments"))

@@ -199,14 +199,31 @@ def reconcile(
     since: Annotated[
         datetime | None, typer.Option(help="Only pledges and subscriptions created since (UTC).")
     ] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=30, help="Days of charges, refunds, disputes to compare.")
+    ] = 3,
 ) -> None:
-    """Compare the ledger with Stripe (subscriptions, invoices), repair drift, print changes."""
+    """Compare the ledger with Stripe (subscriptions, invoices), repair drift, print changes;
+    then check the last DAYS of charges, refunds and disputes, replaying missed events."""
     from billing.stripe_gateway import get_stripe_reader
+    from webhooks.drift import check_drift
     from webhooks.reconcile import reconcile as run_reconcile
 
     changes = run_reconcile(get_stripe_reader(), _utc(since))
     for change in changes:
         typer.echo(change)
+    drift = check_drift(get_stripe_reader(), days=days)
+    typer.echo(
+        f"drift check (run {drift.run_id}, last {days} days): {drift.checked} Stripe charge(s), "
+        f"refund(s) and dispute(s) compared, {drift.missing} not in the ledger, "
+        f"{drift.replayed} missed event(s) replayed, {len(drift.unexplained)} unexplained: "
+        f"{drift.status}"
+    )
+    for line in drift.unexplained:
+        typer.echo(f"  unexplained: {line}")
+    if drift.error:
+        typer.echo(f"  error: {drift.error}")
+    # The subscriptions' verdict stays the last line, as scripts read it.
     typer.echo(f"{len(changes)} change(s)" if changes else "ledger matches Stripe")
 
 

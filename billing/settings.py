@@ -187,6 +187,16 @@ class Settings(BaseSettings):
     # Webhook processing: attempts before an event is left failed for an operator, the first
     # retry delay (doubling each time), and how old an unprocessed event is before the sweep
     # sends it again.
+    # Accounts the journal and bank-statement exports book to (names or codes of your chart).
+    account_stripe_balance: str = "1210 Stripe balance"
+    account_bank: str = "1200 Bank"
+    account_donations: str = "4000 Reader gifts"
+    account_fees: str = "6100 Payment processing fees"
+    account_refunds: str = "4090 Refunds"
+    account_disputes: str = "4095 Disputes"
+    # Days of Stripe's charges, refunds and disputes the nightly drift check compares.
+    drift_check_days: int = Field(default=3, ge=1, le=30)
+
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_retry_base_seconds: float = Field(default=10, ge=0)
     webhook_sweep_after_seconds: int = Field(default=60, ge=0)

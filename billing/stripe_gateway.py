@@ -536,6 +536,43 @@ class StripeReader:
         )
         return [item.to_dict() for item in page.auto_paging_iter()]
 
+    def payout(self, payout_id: str) -> dict[str, Any]:
+        return self._document(self._client.v1.payouts.retrieve, payout_id)
+
+    def payout_transactions(self, payout_id: str) -> Iterator[dict[str, Any]]:
+        """The balance transactions a payout paid out (Stripe lists them for automatic payouts)."""
+        page = self._gateway._call(
+            self._client.v1.balance_transactions.list,
+            params={"payout": payout_id, "limit": 100},
+        )
+        return self._each(page)
+
+    # Drift check: what Stripe holds since a moment, to compare with the ledger.
+    def charges_since(self, since: int) -> Iterator[dict[str, Any]]:
+        page = self._gateway._call(
+            self._client.v1.charges.list, params={"created": {"gte": since}, "limit": 100}
+        )
+        return self._each(page)
+
+    def refunds_since(self, since: int) -> Iterator[dict[str, Any]]:
+        page = self._gateway._call(
+            self._client.v1.refunds.list, params={"created": {"gte": since}, "limit": 100}
+        )
+        return self._each(page)
+
+    def disputes_since(self, since: int) -> Iterator[dict[str, Any]]:
+        page = self._gateway._call(
+            self._client.v1.disputes.list, params={"created": {"gte": since}, "limit": 100}
+        )
+        return self._each(page)
+
+    def events_since(self, since: int) -> Iterator[dict[str, Any]]:
+        """Stripe keeps events for 30 days; older drift can only be reported, not replayed."""
+        page = self._gateway._call(
+            self._client.v1.events.list, params={"created": {"gte": since}, "limit": 100}
+        )
+        return self._each(page)
+
     def _each(self, page: Any) -> Iterator[dict[str, Any]]:
         """Items across pages, with later pages' errors mapped like every other call."""
         items = page.auto_paging_iter()

@@ -13,7 +13,7 @@ from billing.db import utcnow
 from billing.endpoints import events as outgoing
 from billing.models import Payment, Pledge, PledgeStatus, Reader
 from billing.stripe_gateway import NotFoundInStripe
-from webhooks import ledger, payments
+from webhooks import ledger, payments, payouts
 from webhooks.errors import RetryLater
 from webhooks.ledger import Context
 from webhooks.shapes import invoice_payment_ids, object_id, timestamp
@@ -225,6 +225,11 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.payment_failed": payment_intent_failed,
     "payment_method.updated": payment_method_updated,
     "payment_method.automatically_updated": payment_method_updated,
+    "payout.created": payouts.record_payout,
+    "payout.updated": payouts.record_payout,
+    "payout.paid": payouts.record_payout,
+    "payout.failed": payouts.record_payout,
+    "payout.canceled": payouts.record_payout,
 }
 
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import after_setup_logger
 
 from billing.logs import configure_logging
@@ -12,7 +13,7 @@ from billing.task_queue import broker_transport_options
 # Modules whose tasks the worker registers; each names its tasks explicitly.
 TASK_MODULES: list[str] = [
     "webhooks.tasks", "workers.emails", "workers.dunning", "workers.outgoing",
-    "workers.statements", "workers.pauses", "workers.card_expiry",
+    "workers.statements", "workers.pauses", "workers.card_expiry", "workers.reconcile",
 ]  # fmt: skip
 
 
@@ -47,6 +48,11 @@ def create_celery() -> Celery:
             "warn-expiring-cards": {
                 "task": "workers.card_expiry.warn_expiring_cards",
                 "schedule": 6 * 60 * 60.0,
+            },
+            # Nightly, after Stripe's own day has settled.
+            "reconcile-drift-check": {
+                "task": "workers.reconcile.drift_check",
+                "schedule": crontab(hour=3, minute=17),
             },
         },
     )

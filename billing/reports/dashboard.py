@@ -10,9 +10,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
+from billing.cohorts import queries as cohort_queries
 from billing.dependencies import get_session
 from billing.endpoints.service import overview as endpoint_overview
 from billing.money import format_money
+from billing.payouts import service as payout_service
 from billing.reports import failures, queries
 from billing.reports.auth import DASHBOARD_COOKIE, authenticate, presented_key
 from billing.reports.params import ReportError, parse_currency, parse_period, today_in
@@ -25,6 +27,9 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html"]),
 )
 TEMPLATES.filters["money"] = lambda minor, currency: format_money(int(minor), currency)
+# A retention share "0.6667" as one of eleven colour steps of the heat-map (CSS classes, as the
+# page's Content Security Policy allows no inline styles).
+TEMPLATES.filters["heat"] = lambda share: f"heat-{round(float(share) * 10)}" if share else ""
 # Everything the page loads comes from this app: no CDN, no inline script.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -100,6 +105,8 @@ def dashboard(
         ),
         principal, cursor=None, limit=DASHBOARD_FAILURES,
     ).items  # fmt: skip
+    # Payouts of the month and the last drift check (issue 13).
+    extras = payout_service.month_close(session, period=chosen)
     csv_query = {"from": year.from_date, "to": year.to_date, "format": "csv"}
     return _page(
         "dashboard.html",
@@ -118,7 +125,31 @@ def dashboard(
         csv_query=urlencode(csv_query | ({"currency": code} if code else {})),
         # Outgoing webhooks are an admin's business (billing/endpoints).
         endpoints=endpoint_overview(session) if principal.role == "admin" else None,
+        **extras,
     )
+
+
+@router.get("/dashboard/cohorts", response_class=HTMLResponse)
+def cohorts_page(
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    currency: str | None = None,
+) -> Response:
+    """The retention heat-map on a page of its own: it reads every payment of a year's
+    supporters, too slow at scale to hold up the month's figures."""
+    try:
+        principal = authenticate(presented_key(request))
+    except ReportError:
+        return _page("sign_in.html", error=None)
+    timezone = get_settings().reporting_timezone
+    try:
+        code = parse_currency(currency)
+    except ReportError as error:
+        return _page("error.html", status_code=422, error=error.message)
+    year = parse_period(None, None, code, timezone, 12)
+    report = cohort_queries.cohorts(session, period=year, by="month")
+    return _page("cohorts.html", role=principal.role, currency=code, year=year,
+                 cohorts=report.rows)  # fmt: skip
 
 
 @router.post("/dashboard/session")

@@ -14,7 +14,8 @@ from tests.reports_ledger import api_key
 ROUTES = [
     "/v1/reports/summary", "/v1/reports/revenue", "/v1/reports/movement",
     "/v1/reports/recovery", "/v1/reports/attribution", "/v1/reports/pledges",
-    "/v1/reports/payments",
+    "/v1/reports/payments", "/v1/reports/payouts", "/v1/reports/cohorts", "/v1/reports/drift",
+    "/v1/reports/journal?month=2026-10",
 ]  # fmt: skip
 
 

@@ -22,7 +22,17 @@ def test_benchmark_runs_every_report_on_a_small_ledger_and_drops_its_database(
 
     assert result.returncode == 0, result.stderr
     assert "ledger: 2,000 pledges, 20,000 payments" in result.stdout
-    for report in ("summary", "revenue", "movement", "recovery", "attribution", "payments list"):
+    for report in (
+        "summary",
+        "revenue",
+        "movement",
+        "recovery",
+        "attribution",
+        "payments list",
+        "payouts, last month",
+        "month export",
+        "cohorts by month",
+    ):
         assert report in result.stdout
     database = result.stdout.split("database ", 1)[1].split()[0]
     assert f"dropped database {database}" in result.stdout

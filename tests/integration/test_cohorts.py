@@ -1,0 +1,131 @@
+"""The cohort report against a ledger small enough to work out by hand.
+
+As of 1 November 2026, EUR unless said:
+- ada: monthly 500 from 5 July, raised to 800 on 10 September (an upgrade), still giving;
+  paid 500 in July, August and September and 800 in October: 2300.
+- ben: monthly 1000 from 10 July, cancelled by himself on 1 September; paid July and August:
+  2000. Still giving one month on (10 August), not two (10 September).
+- cleo: monthly 300 from 20 July; August failed on the 20th and was paid on the 23rd
+  (recovered); September failed and never paid; Stripe cancelled her on 10 October for
+  non-payment. Paid 300 + 300 = 600. Giving one and two months on, not three (20 October).
+- dan: a one-time gift in June (which starts no cohort), then monthly 700 from 3 August;
+  paid August, September, October: 2100.
+- eve: monthly 400 USD from 25 July; paid July: 400.
+
+July EUR = ada, ben, cleo: 3/3, 2/3, 1/3 still giving after 1, 2, 3 months; four months on
+(5 November) nobody has been followed that long yet. Voluntary churn 1 (ben), failed-payment
+churn 1 (cleo), recovered 1 (cleo), upgraded 1 (ada); revenue 2300 + 2000 + 600 = 4900, per
+supporter 1633.33 → 1633.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from billing.cohorts.queries import cohorts
+from billing.reports.params import parse_period
+from tests.reports_ledger import LedgerBuilder, api_key, at
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def ledger(db: Session) -> None:
+    b = LedgerBuilder(db)
+    b.pledge("ada", "ada", 500, "eur", "month", at(7, 5), campaign="spring", source="article")
+    b.pledge("ben", "ben", 1000, "eur", "month", at(7, 10), campaign="spring")
+    b.pledge("cleo", "cleo", 300, "eur", "month", at(7, 20), source="homepage")
+    b.pledge("dan_gift", "dan", 2500, "eur", "once", at(6, 15), campaign="june")
+    b.pledge("dan", "dan", 700, "eur", "month", at(8, 3), campaign="fall")
+    b.pledge("eve", "eve", 400, "usd", "month", at(7, 25), campaign="spring")
+    b.payment("dan_gift", "dan_gift", 2500, at(6, 15), fee=100, stripe_invoice_id=None)
+    for key, months in (("ada", (7, 8, 9)), ("ben", (7, 8)), ("dan", (8, 9, 10))):
+        day = b.ledger.pledges[key].created_at.day
+        for month in months:
+            amount = b.ledger.pledges[key].amount_minor
+            b.payment(f"{key}_{month}", key, amount, at(month, day), fee=30)
+    b.change("ada", at(9, 10), amount_minor=800)
+    b.payment("ada_10", "ada", 800, at(10, 5), fee=30)
+    b.change("ben", at(9, 1), status="canceled", canceled_at=at(9, 1),
+             cancel_reason="cancellation_requested")  # fmt: skip
+    b.payment("cleo_7", "cleo", 300, at(7, 20), fee=30)
+    b.payment("cleo_8", "cleo", 300, at(8, 23), fee=30, failed_at=at(8, 20), attempt_count=2)
+    b.payment("cleo_9", "cleo", 300, at(9, 20), fee=None, status="failed", failed_at=at(9, 20))
+    b.change("cleo", at(9, 20), status="past_due")
+    b.change("cleo", at(10, 10), status="canceled", canceled_at=at(10, 10),
+             cancel_reason="payment_failed")  # fmt: skip
+    b.payment("eve_7", "eve", 400, at(7, 25), fee=30)
+    db.commit()
+
+
+def by(db: Session, dimension: str, **period: Any) -> list[dict[str, Any]]:
+    chosen = parse_period(period.get("from_", "2026-01-01"), "2026-12-31", period.get("currency"),
+                          "UTC", 12)  # fmt: skip
+    report = cohorts(db, period=chosen, by=dimension, as_of=AS_OF)
+    return [row.model_dump() for row in report.rows]
+
+
+def test_monthly_cohorts_match_the_figures_worked_out_by_hand(db: Session, ledger: None) -> None:
+    rows = {(row["cohort"], row["currency"]): row for row in by(db, "month")}
+
+    assert set(rows) == {("2026-07", "eur"), ("2026-07", "usd"), ("2026-08", "eur")}
+    july = rows["2026-07", "eur"]
+    assert july["supporters"] == 3
+    assert [july[f"retained_m{k}"] for k in range(1, 5)] == [3, 2, 1, None]
+    assert [july[f"share_m{k}"] for k in range(1, 5)] == ["1.0000", "0.6667", "0.3333", None]
+    assert (july["churned_voluntary"], july["churned_failed_payment"]) == (1, 1)
+    assert (july["recovered"], july["upgraded"]) == (1, 1)
+    assert (july["revenue_12m"], july["revenue_12m_per_supporter"]) == (4900, 1633)
+    august = rows["2026-08", "eur"]
+    # dan, followed two months (3 September, 3 October); his June gift starts no cohort.
+    assert [august[f"retained_m{k}"] for k in range(1, 4)] == [1, 1, None]
+    assert (august["supporters"], august["revenue_12m"]) == (1, 2100)
+    usd = rows["2026-07", "usd"]
+    assert [usd[f"share_m{k}"] for k in range(1, 5)] == ["1.0000", "1.0000", "1.0000", None]
+    assert usd["revenue_12m_per_supporter"] == 400
+
+
+def test_cohorts_by_campaign_and_source_follow_the_first_pledge(db: Session, ledger: None) -> None:
+    campaigns = {(r["cohort"], r["currency"]): r["supporters"] for r in by(db, "campaign")}
+    sources = {(r["cohort"], r["currency"]): r["supporters"] for r in by(db, "source")}
+
+    assert campaigns == {("fall", "eur"): 1, ("spring", "eur"): 2, ("spring", "usd"): 1,
+                         (None, "eur"): 1}  # fmt: skip
+    assert sources == {("article", "eur"): 1, ("homepage", "eur"): 1, (None, "eur"): 2,
+                       (None, "usd"): 1}  # fmt: skip
+    # Only those who started in the period, only the currency asked for.
+    assert [r["cohort"] for r in by(db, "month", from_="2026-08-01", currency="eur")] == ["2026-08"]
+
+
+def test_cohort_route_roles_csv_and_bad_input(
+    client: TestClient, db: Session, ledger: None
+) -> None:
+    finance = {"Authorization": f"Bearer {api_key(db, 'finance')}"}
+    window = {"from": "2026-07-01", "to": "2026-08-31"}
+
+    body = client.get("/v1/reports/cohorts", headers=finance, params=window).json()
+    as_csv = client.get("/v1/reports/cohorts", headers=finance, params=window | {"format": "csv"})
+    wrong = client.get("/v1/reports/cohorts", headers=finance, params={"by": "weekday"})
+
+    assert [row["cohort"] for row in body["rows"]] == ["2026-07", "2026-07", "2026-08"]
+    assert "email" not in as_csv.text and "ada" not in as_csv.text
+    assert as_csv.text.splitlines()[0].startswith("cohort,currency,supporters,retained_m1,")
+    assert wrong.status_code == 422 and "by must be" in wrong.json()["message"]
+    assert client.get("/v1/reports/cohorts").status_code == 401
+
+
+def test_the_heat_map_page_colours_each_share(
+    client: TestClient, db: Session, ledger: None
+) -> None:
+    assert "api_key" in client.get("/reports/dashboard/cohorts").text  # the sign-in form
+    client.cookies.set("pledges_reports_key", api_key(db, "finance"))
+
+    page = client.get("/reports/dashboard/cohorts").text
+
+    july = page.split('data-cohort="2026-07" data-currency="eur"')[1].split("</tr>")[0]
+    # 3 of 3 after one month, 2 of 3 after two: the darkest step, then the seventh.
+    assert '<td class="heat-10">100%</td><td class="heat-7">67%</td>' in july
+    assert "ada" not in page
