@@ -14,6 +14,7 @@ from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
 from billing.widget.routes import install_widget
+from webhooks.routes import inbox_pool_lifespan
 from webhooks.routes import router as webhooks_router
 
 
@@ -24,6 +25,7 @@ def create_app() -> FastAPI:
         title="Reader Pledges",
         version="0.1.0",
         description="Reader-revenue backend: pledges on Stripe, webhooks, receipts, reports.",
+        lifespan=inbox_pool_lifespan,
     )
     app.include_router(health.router)
     app.include_router(pledges_router)

@@ -5,16 +5,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.models import StripeEvent
-from billing.task_queue import enqueue_after_commit
 from webhooks.shapes import timestamp
 
 PROCESS_TASK = "webhooks.process_event"
+DRAIN_TASK = "webhooks.drain_inbox"
 PENDING, HANDLED, IGNORED, FAILED = "pending", "handled", "ignored", "failed"
 
 
@@ -50,53 +50,56 @@ def parse_event(body: bytes) -> dict[str, Any]:
     return event
 
 
-def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> Stored:
-    """Insert the event unless its id is known; queue a run (after commit) when it needs one.
+# The common case in one round trip: a new event is inserted and answered. The raw body goes in
+# as the jsonb text, so nothing re-serialises what Stripe sent.
+_INSERT = """
+INSERT INTO stripe_events (stripe_event_id, type, livemode, api_version, stripe_created_at,
+                           payload, status, attempts, received_at)
+VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, 0, %s)
+ON CONFLICT (stripe_event_id) DO NOTHING
+RETURNING id, status
+"""
+# A duplicate of a failed event goes back to pending: Stripe redelivering is the natural moment
+# to try again. Any other duplicate changes nothing.
+_REQUEUE = """
+UPDATE stripe_events SET status = 'pending', attempts = 0, run_after = NULL
+WHERE stripe_event_id = %s AND status = 'failed'
+RETURNING id, status
+"""
+_EXISTING = "SELECT id, status FROM stripe_events WHERE stripe_event_id = %s"
 
-    A duplicate of a handled or ignored event changes nothing; a duplicate of a failed one puts
-    it back to pending, because Stripe redelivering is the natural moment to try again.
+
+async def store_event(
+    pool: AsyncConnectionPool, body: bytes, event: dict[str, Any], *, livemode: bool
+) -> Stored:
+    """Insert the event unless its id is known, and commit before returning.
+
+    Plain SQL on a psycopg connection, on the event loop: the webhook's whole job is this one
+    durable insert, and an ORM session and a thread hop cost more than the insert itself.
     """
     # An event from the other mode (a live event at a test deployment) is kept, never applied.
     status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
-    inserted = session.execute(
-        insert(StripeEvent)
-        .values(
-            stripe_event_id=event["id"], type=event["type"],
-            livemode=bool(event.get("livemode")), api_version=event.get("api_version"),
-            stripe_created_at=timestamp(event["created"]), payload=event, status=status,
-            attempts=0, received_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(StripeEvent.id, StripeEvent.status)
-    ).first()  # fmt: skip
-    created = inserted is not None
-    row = (
-        inserted
-        or session.execute(
-            select(StripeEvent.id, StripeEvent.status).where(
-                StripeEvent.stripe_event_id == event["id"]
-            )
-        ).one()
-    )
-    event_id, status = row.id, row.status
-    if not created and status == FAILED:
-        requeued = session.execute(
-            update(StripeEvent)
-            .where(StripeEvent.id == event_id, StripeEvent.status == FAILED)
-            .values(status=PENDING, attempts=0)
-            .returning(StripeEvent.id)
-        ).first()
-        status = PENDING if requeued else status
-    if status == PENDING:
-        enqueue_after_commit(session, PROCESS_TASK, event_id)
-    return Stored(event_id=event_id, status=status, duplicate=not created)
+    values = (
+        event["id"], event["type"], bool(event.get("livemode")), event.get("api_version"),
+        timestamp(event["created"]), body.decode(), status, utcnow(),
+    )  # fmt: skip
+    async with pool.connection() as connection:  # commits on leaving the block
+        row = await (await connection.execute(_INSERT, values)).fetchone()
+        created = row is not None
+        if row is None:
+            row = await (await connection.execute(_REQUEUE, (event["id"],))).fetchone()
+        if row is None:
+            row = await (await connection.execute(_EXISTING, (event["id"],))).fetchone()
+    assert row is not None
+    return Stored(event_id=row[0], status=row[1], duplicate=not created)
 
 
 def unprocessed_event_ids(
     session: Session, older_than: timedelta, stuck_after: timedelta, limit: int = 1000
 ) -> list[int]:
-    """Pending events whose task was lost: never attempted (the broker was down when they came,
-    a worker died mid-run), or still pending long after every retry should have run."""
+    """Pending events whose wake-up was lost: never attempted (the broker was down when they
+    came, a worker died mid-run), due for a retry for a while, or still pending long after every
+    retry should have run."""
     now = utcnow()
     return list(
         session.scalars(
@@ -105,6 +108,7 @@ def unprocessed_event_ids(
                 StripeEvent.status == PENDING,
                 or_(
                     and_(StripeEvent.attempts == 0, StripeEvent.received_at <= now - older_than),
+                    StripeEvent.run_after <= now - older_than,
                     StripeEvent.received_at <= now - stuck_after,
                 ),
             )

@@ -1,18 +1,26 @@
 """POST /webhooks/stripe: verify the signature, store the event, answer 2xx, process later."""
 
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 
-from billing.db import get_sessionmaker
+from billing.db import open_async_pool
 from billing.errors import error_body
 from billing.settings import get_settings
-from webhooks.inbox import InvalidEvent, Stored, parse_event, store_event
+from billing.task_queue import Wakeup
+from webhooks.inbox import DRAIN_TASK, PENDING, InvalidEvent, parse_event, store_event
 from webhooks.signature import SignatureError, verify
 
 router = APIRouter(tags=["webhooks"])
+# Workers find stored events in the inbox; this only tells them, a few times a second at most.
+drain_wakeup = Wakeup(DRAIN_TASK)
+_pool_lock = asyncio.Lock()
+# Enough connections for the commits of concurrent requests to share their disk flushes.
+POOL_SIZE = 8
 
 
 def _bad_request(message: str) -> JSONResponse:
@@ -21,13 +29,24 @@ def _bad_request(message: str) -> JSONResponse:
     )
 
 
-def _store(event: dict[str, Any]) -> Stored:
-    settings = get_settings()
-    livemode = settings.stripe_api_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
-    with get_sessionmaker()() as session:
-        stored = store_event(session, event, livemode=livemode)
-        session.commit()
-    return stored
+@asynccontextmanager
+async def inbox_pool_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Close the inbox's connections with the app (they open on the first event)."""
+    yield
+    pool: AsyncConnectionPool | None = getattr(app.state, "inbox_pool", None)
+    if pool is not None:
+        app.state.inbox_pool = None
+        await pool.close()
+
+
+async def _inbox_pool(app: FastAPI) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool | None = getattr(app.state, "inbox_pool", None)
+    if pool is None:
+        async with _pool_lock:
+            pool = getattr(app.state, "inbox_pool", None)
+            if pool is None:
+                pool = app.state.inbox_pool = await open_async_pool(POOL_SIZE)
+    return pool
 
 
 @router.post(
@@ -40,11 +59,15 @@ def _store(event: dict[str, Any]) -> Stored:
 )
 async def stripe_webhook(request: Request) -> JSONResponse:
     body = await request.body()
-    secrets = [secret.get_secret_value() for secret in get_settings().stripe_webhook_secret]
+    settings = get_settings()
+    secrets = [secret.get_secret_value() for secret in settings.stripe_webhook_secret]
     try:
         verify(body, request.headers.get("stripe-signature"), secrets)
         event = parse_event(body)
     except (SignatureError, InvalidEvent) as error:
         return _bad_request(str(error))
-    stored = await run_in_threadpool(_store, event)
+    livemode = settings.stripe_api_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+    stored = await store_event(await _inbox_pool(request.app), body, event, livemode=livemode)
+    if stored.status == PENDING:  # committed: a worker may now claim it
+        drain_wakeup.poke()
     return JSONResponse({"received": True, "status": stored.status, "duplicate": stored.duplicate})
