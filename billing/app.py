@@ -10,6 +10,7 @@ from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.manage.access_log import redact_manage_tokens
 from billing.manage.routes import router as manage_router
+from billing.metrics.routes import router as metrics_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
@@ -30,6 +31,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(pledges_router)
     install_reports(app)
+    app.include_router(metrics_router)
     app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import stripe
 from stripe.params import CustomerCreateParams
 
+from billing.metrics.registry import stripe_call
 from billing.settings import Settings, get_settings
 
 API_VERSION = "2026-10-28.endive"
@@ -260,20 +261,21 @@ class StripeGateway:
         pledge_id: str,
     ) -> ChargeOutcome:
         try:
-            payment_intent = self._client.v1.payment_intents.create(
-                params={
-                    "amount": amount_minor,
-                    "currency": currency,
-                    "customer": customer_id,
-                    "payment_method": payment_method_id,
-                    "confirm": True,
-                    "off_session": True,
-                    "metadata": {"pledge_id": pledge_id},
-                },
-                options={
-                    "idempotency_key": f"pledge:{pledge_id}:payment_intent:{payment_method_id}"
-                },
-            )
+            with stripe_call("PaymentIntent.create"):
+                payment_intent = self._client.v1.payment_intents.create(
+                    params={
+                        "amount": amount_minor,
+                        "currency": currency,
+                        "customer": customer_id,
+                        "payment_method": payment_method_id,
+                        "confirm": True,
+                        "off_session": True,
+                        "metadata": {"pledge_id": pledge_id},
+                    },
+                    options={
+                        "idempotency_key": f"pledge:{pledge_id}:payment_intent:{payment_method_id}"
+                    },
+                )
         except stripe.CardError as error:
             failed_intent = error.error.payment_intent if error.error else None
             if failed_intent is not None and failed_intent.status == "requires_action":
@@ -325,9 +327,10 @@ class StripeGateway:
         only as `payment_intent` and refuses to expand the former.
         """
         try:
-            invoice = self._client.v1.invoices.retrieve(
-                invoice_id, params={"expand": ["confirmation_secret"]}
-            )
+            with stripe_call("Invoice.retrieve"):
+                invoice = self._client.v1.invoices.retrieve(
+                    invoice_id, params={"expand": ["confirmation_secret"]}
+                )
         except stripe.InvalidRequestError:
             document = self._call(
                 self._client.v1.invoices.retrieve, invoice_id, params={"expand": ["payment_intent"]}
@@ -352,7 +355,8 @@ class StripeGateway:
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            with stripe_call(_operation(method)):
+                return method(*args, **kwargs)
         except stripe.StripeError as error:
             raise _gateway_error(error) from error
 
@@ -395,6 +399,12 @@ class StripeGateway:
         """Stripe keeps the payments it must; the customer's contact details go."""
         with contextlib.suppress(NotFoundInStripe):
             self._call(self._client.v1.customers.delete, customer_id)
+
+
+def _operation(method: Any) -> str:
+    """`Customer.create` for `client.v1.customers.create`: the metric label of a call."""
+    service = type(getattr(method, "__self__", None)).__name__.removesuffix("Service")
+    return f"{service}.{getattr(method, '__name__', 'call')}"
 
 
 def _gateway_error(error: stripe.StripeError) -> Exception:

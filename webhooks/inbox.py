@@ -72,7 +72,7 @@ _EXISTING = "SELECT id, status FROM stripe_events WHERE stripe_event_id = %s"
 async def store_event(
     pool: AsyncConnectionPool, body: bytes, event: dict[str, Any], *, livemode: bool
 ) -> Stored:
-    """Insert the event unless its id is known, and commit before returning.
+    """Insert the event unless its id is known; committed when this returns.
 
     Plain SQL on a psycopg connection, on the event loop: the webhook's whole job is this one
     durable insert, and an ORM session and a thread hop cost more than the insert itself.
@@ -83,7 +83,7 @@ async def store_event(
         event["id"], event["type"], bool(event.get("livemode")), event.get("api_version"),
         timestamp(event["created"]), body.decode(), status, utcnow(),
     )  # fmt: skip
-    async with pool.connection() as connection:  # commits on leaving the block
+    async with pool.connection() as connection:  # autocommit: each statement is durable
         row = await (await connection.execute(_INSERT, values)).fetchone()
         created = row is not None
         if row is None:

@@ -6,6 +6,7 @@ bad event does not undo the others) and commits once. `process` runs a single ev
 operators' replays and tasks queued one per event.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -110,22 +111,39 @@ def process_batch(limit: int, stripe: StripeReader | None = None) -> Batch:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        for row in rows:
-            try:
-                with session.begin_nested():
+        try:
+            # The common case, every event applies: one savepoint for the whole batch.
+            with session.begin_nested():
+                for row in rows:
                     _apply(session, row, reader, notify=True)
-            except TRANSIENT_ERRORS as error:
-                delay = _retry_later(row, f"{type(error).__name__}: {error}", settings)
-                if delay is not None:
-                    retry_in = delay if retry_in is None else min(retry_in, delay)
-            except Exception as error:
-                # As in `process`: an event the ledger cannot take waits for an operator.
-                row.attempts += 1
-                row.status, row.last_error = FAILED, f"{type(error).__name__}: {error}"[:2000]
-                log.warning("stripe_event_failed", event_id=row.id, error=row.last_error)
+        except Exception:
+            # Back to the claim (the rows stay locked), then one savepoint per event, so only
+            # the event that failed is retried or left failed.
+            retry_in = _apply_one_by_one(session, rows, reader, settings)
     if rows:
         log.info("stripe_events_handled", count=len(rows))
     return Batch(len(rows), retry_in)
+
+
+def _apply_one_by_one(
+    session: Session, rows: Sequence[StripeEvent], reader: StripeReader, settings: Settings
+) -> float | None:
+    """Apply each row under its own savepoint; seconds until the soonest retry is due."""
+    retry_in: float | None = None
+    for row in rows:
+        try:
+            with session.begin_nested():
+                _apply(session, row, reader, notify=True)
+        except TRANSIENT_ERRORS as error:
+            delay = _retry_later(row, f"{type(error).__name__}: {error}", settings)
+            if delay is not None:
+                retry_in = delay if retry_in is None else min(retry_in, delay)
+        except Exception as error:
+            # As in `process`: an event the ledger cannot take waits for an operator.
+            row.attempts += 1
+            row.status, row.last_error = FAILED, f"{type(error).__name__}: {error}"[:2000]
+            log.warning("stripe_event_failed", event_id=row.id, error=row.last_error)
+    return retry_in
 
 
 def _retry_later(row: StripeEvent, message: str, settings: Settings) -> float | None:

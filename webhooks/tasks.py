@@ -29,6 +29,9 @@ def drain_inbox() -> int:
     claimed, retry_in = 0, None
     while True:
         batch = processing.process_batch(batch_size)
+        if batch.claimed == batch_size and claimed == 0:
+            # A backlog: ask one more idle thread or process to join (which may ask another).
+            send_task(DRAIN_TASK)
         claimed += batch.claimed
         if batch.retry_in is not None:
             retry_in = batch.retry_in if retry_in is None else min(retry_in, batch.retry_in)
