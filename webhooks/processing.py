@@ -9,6 +9,7 @@ operators' replays and tasks queued one per event.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import case, or_, select, update
@@ -24,7 +25,7 @@ from webhooks.errors import RetryLater
 from webhooks.handlers import HANDLERS
 from webhooks.inbox import FAILED, HANDLED, IGNORED, PENDING, PROCESS_TASK
 from webhooks.ledger import Context
-from webhooks.shapes import timestamp
+from webhooks.shapes import invoice_subscription_id, timestamp
 
 log = structlog.get_logger()
 # Worth another try: Stripe unreachable or not caught up, the database briefly away, or a
@@ -111,6 +112,9 @@ def process_batch(limit: int, stripe: StripeReader | None = None) -> Batch:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        # Pledges are row-locked as events apply: taking them in one global order (by
+        # subscription, then arrival) keeps concurrent batches from deadlocking each other.
+        rows = sorted(rows, key=_lock_order)
         try:
             # The common case, every event applies: one savepoint for the whole batch.
             with session.begin_nested():
@@ -123,6 +127,16 @@ def process_batch(limit: int, stripe: StripeReader | None = None) -> Batch:
     if rows:
         log.info("stripe_events_handled", count=len(rows))
     return Batch(len(rows), retry_in)
+
+
+def _lock_order(row: StripeEvent) -> tuple[str, int]:
+    stripe_object: dict[str, Any] = row.payload["data"]["object"]
+    kind = stripe_object.get("object")
+    if kind == "subscription":
+        return str(stripe_object.get("id") or ""), row.id
+    if kind == "invoice":
+        return invoice_subscription_id(stripe_object) or "", row.id
+    return "", row.id
 
 
 def _apply_one_by_one(
@@ -156,6 +170,7 @@ def _retry_later(row: StripeEvent, message: str, settings: Settings) -> float | 
         return None
     delay = retry_delay(row.attempts - 1)
     row.run_after = utcnow() + timedelta(seconds=delay)
+    log.info("stripe_event_retry", event_id=row.id, attempts=row.attempts, error=message[:200])
     return delay
 
 

@@ -16,7 +16,7 @@ from email.utils import format_datetime, parseaddr
 
 import structlog
 from celery import Task
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import session_scope, utcnow
@@ -195,8 +195,12 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
 
 
 def message_id_for(dedupe_key: str, settings: Settings) -> str:
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    domain = _message_domain(settings)
     return f"<{hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def _message_domain(settings: Settings) -> str:
+    return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
 
 
 def retry_delay(attempts: int, settings: Settings) -> float:
@@ -246,13 +250,24 @@ def _claim_due(session: Session, limit: int, settings: Settings) -> list[EmailOu
             status="sending",
             attempts=EmailOutbox.attempts + 1,
             send_after=now + timedelta(seconds=settings.email_send_lease_seconds),
+            # message_id_for in SQL: in the same UPDATE, as a second UPDATE of a row this
+            # transaction changed re-checks its pledge key and waits on the webhook batch
+            # holding that pledge (a deadlock).
+            message_id=func.concat(
+                "<",
+                func.left(
+                    func.encode(
+                        func.sha256(func.convert_to(EmailOutbox.dedupe_key, "UTF8")), "hex"
+                    ),
+                    32,
+                ),
+                f"@{_message_domain(settings)}>",
+            ),
             updated_at=now,
         )
         .returning(EmailOutbox),
         execution_options={"synchronize_session": False},
     ).all()
-    for row in rows:
-        row.message_id = message_id_for(row.dedupe_key, settings)
     return list(rows)
 
 
