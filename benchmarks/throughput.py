@@ -123,11 +123,13 @@ def wrk(url: str, *script: str, duration: str = "10s") -> tuple[float, int]:
     return float(rate.group(1)), int(total.group(1))
 
 
-def ingest(env: dict[str, str], database_url: str, subscriptions: list[str]) -> None:
+def ingest(
+    env: dict[str, str], database_url: str, subscriptions: list[str], tree: Path, label: str
+) -> float:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "billing.cli", "serve", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="pledges-bench-"))
     try:
@@ -180,7 +182,13 @@ def store_renewals(database_url: str, subscriptions: list[str], total: int) -> N
 
 
 def drain(
-    env: dict[str, str], database_url: str, subscriptions: list[str], total: int, workers: int
+    env: dict[str, str],
+    database_url: str,
+    subscriptions: list[str],
+    total: int,
+    workers: int,
+    tree: Path,
+    label: str,
 ) -> float:
     mail = CountingMail()
     smtp_port = free_port()
@@ -188,6 +196,8 @@ def drain(
     smtp.start()
     redis.Redis.from_url(REDIS_URL).delete(env["CELERY_QUEUE"])
     store_renewals(database_url, subscriptions, total)
+    if tree != ROOT:
+        queue_one_task_per_event(env, database_url)
     worker_env = {**env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port)}
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -196,7 +206,7 @@ def drain(
             command = [sys.executable, "-m", "billing.cli", "worker"]
             processes.append(
                 subprocess.Popen(
-                    command + ([] if number == 0 else ["--no-beat"]), env=worker_env, cwd=ROOT,
+                    command + ([] if number == 0 else ["--no-beat"]), env=worker_env, cwd=tree,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             )  # fmt: skip
@@ -218,12 +228,31 @@ def drain(
             process.wait(timeout=60)
         smtp.stop()
     rate = total / (done - first)
-    print(f"drain, {workers} worker process(es): {total} stored renewals in the ledger "
+    print(f"drain ({label}), {workers} worker process(es): {total} renewals in the ledger "
           f"{done - first:.1f} s after the first payment row: {rate:.0f} events/s "
           f"(from process start {done - started:.1f} s: {total / (done - started):.0f} events/s; "
           f"receipts sent by then {receipts_at_done}, all {mail.received} after "
-          f"{mailed - started:.1f} s)")  # fmt: skip
+          f"{mailed - started:.1f} s)", flush=True)  # fmt: skip
     return rate
+
+
+def queue_one_task_per_event(env: dict[str, str], database_url: str) -> None:
+    """What main's webhook endpoint did for each stored event: one Celery task per event."""
+    from celery import Celery
+
+    producer = Celery("bench", broker=env["CELERY_BROKER_URL"])
+    with psycopg.connect(database_url) as connection:
+        ids = [row[0] for row in connection.execute("SELECT id FROM stripe_events ORDER BY id")]
+    for event_id in ids:
+        producer.send_task("webhooks.process_event", args=[event_id], queue=env["CELERY_QUEUE"])
+
+
+def export_main() -> Path:
+    """main's code as of now, beside this checkout (read-only `git archive`, no worktree)."""
+    folder = Path(tempfile.mkdtemp(prefix="pledges-main-"))
+    archive = subprocess.run(["git", "archive", "main"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
 
 
 def main() -> None:
@@ -231,6 +260,11 @@ def main() -> None:
     parser.add_argument("--drain-events", type=int, default=3000)
     parser.add_argument("--pledges", type=int, default=10)
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--baseline", action=argparse.BooleanOptionalAction, default=True,
+        help="also measure main's code (git archive main) in the same run",
+    )  # fmt: skip
+    parser.add_argument("--baseline-events", type=int, default=600, help="main drains slowly")
     args = parser.parse_args()
     if shutil.which("wrk") is None and not args.skip_ingest:
         raise SystemExit("wrk is missing: `sudo apt-get install -y wrk` (Debian/Ubuntu)")
@@ -256,14 +290,40 @@ def main() -> None:
         )  # fmt: skip
         with psycopg.connect(database_url) as connection:
             subscriptions = seed_pledges(connection, args.pledges)
-        if not args.skip_ingest:
-            ingest(env, database_url, subscriptions)
-        for workers in (1, 2):
-            drain(env, database_url, subscriptions, args.drain_events, workers)
+        main_tree = export_main() if args.baseline else None
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
         print(
-            "  drain goal >= 500 events/s (was 32); worker: `pledges worker` defaults "
-            "(2 threads, beat), the second process `pledges worker --no-beat`"
+            f"ingest: {' '.join(WRK)}, /healthz then POST /webhooks/stripe, against "
+            "`pledges serve --port P` (1 process, its default logging), no worker running"
         )
+        ratios = {}
+        if not args.skip_ingest:
+            if main_tree is not None:
+                ratios["main"] = ingest(env, database_url, subscriptions, main_tree, "main")
+                with psycopg.connect(database_url) as connection:
+                    connection.execute("TRUNCATE stripe_events RESTART IDENTITY CASCADE")
+            ratios["this branch"] = ingest(env, database_url, subscriptions, ROOT, "this branch")
+        print(
+            f"drain: {args.drain_events} stored renewals of {args.pledges} pledges, then "
+            "`pledges worker` (defaults: 2 threads, beat; a second one `--no-beat`) with "
+            "receipts to a live aiosmtpd; clocked from the first to the last payment row"
+        )
+        rates = {}
+        if main_tree is not None:
+            rates["main, 1 worker"] = drain(
+                env, database_url, subscriptions, args.baseline_events, 1, main_tree, "main"
+            )
+        for workers in (1, 2):
+            rates[f"this branch, {workers} worker(s)"] = drain(
+                env, database_url, subscriptions, args.drain_events, workers, ROOT, "this branch"
+            )
+        print("summary (goal: ingest/healthz >= 0.5, drain >= 500 events/s):")
+        for label, ratio in ratios.items():
+            print(f"  ingest / healthz, {label}: {ratio:.2f}")
+        for label, rate in rates.items():
+            print(f"  drain, {label}: {rate:.0f} events/s")
+        if main_tree is not None:
+            shutil.rmtree(main_tree, ignore_errors=True)
     finally:
         redis.Redis.from_url(REDIS_URL).delete(env["CELERY_QUEUE"])
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:

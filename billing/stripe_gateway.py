@@ -103,6 +103,7 @@ class StripeGateway:
             base_addresses=base_addresses,  # type: ignore[arg-type]
             max_network_retries=2,
         )
+        self._known_plans: set[str] = set()
 
     def create_customer(self, *, email: str, name: str | None, locale: str, reader_id: str) -> str:
         params: CustomerCreateParams = {
@@ -178,14 +179,13 @@ class StripeGateway:
 
     def attach_card(self, *, customer_id: str, payment_method_id: str) -> None:
         # Real Stripe attaches the card when the SetupIntent names a customer; localstripe does
-        # not, and attaching an attached card to the same customer is a no-op on both.
-        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
-        if payment_method.customer is None:
-            self._call(
-                self._client.v1.payment_methods.attach,
-                payment_method_id,
-                params={"customer": customer_id},
-            )
+        # not, and attaching an attached card to the same customer is a no-op on both: one
+        # call either way, rather than reading the card first.
+        self._call(
+            self._client.v1.payment_methods.attach,
+            payment_method_id,
+            params={"customer": customer_id},
+        )
 
     def pay_subscription_with(self, *, subscription_id: str, payment_method_id: str) -> None:
         """The card that pays this one subscription, whatever the customer's default is."""
@@ -197,8 +197,13 @@ class StripeGateway:
 
     def ensure_plan(self, *, amount_minor: int, currency: str, interval: str) -> str:
         plan_id = plan_id_for(amount_minor, currency, interval)
+        # Plans are never changed or deleted by us: one seen here once is not asked about again
+        # by this process (start_subscription forgets it if Stripe says otherwise).
+        if plan_id in self._known_plans:
+            return plan_id
         try:
             self._call(self._client.v1.plans.retrieve, plan_id)
+            self._known_plans.add(plan_id)
             return plan_id
         except NotFoundInStripe:
             pass
@@ -219,6 +224,7 @@ class StripeGateway:
         except GatewayError:
             # Another request created it between our retrieve and create.
             self._call(self._client.v1.plans.retrieve, plan_id)
+        self._known_plans.add(plan_id)
         return plan_id
 
     def start_subscription(
@@ -226,17 +232,21 @@ class StripeGateway:
     ) -> ChargeOutcome:
         # The pledge's own card pays it: an unverified pledge under a known email must never
         # become the card of the reader's other pledges (no customer-wide default).
-        subscription = self._call(
-            self._client.v1.subscriptions.create,
-            params={
-                "customer": customer_id,
-                "items": [{"plan": plan_id}],
-                "default_payment_method": payment_method_id,
-                "metadata": {"pledge_id": pledge_id},
-                "expand": ["latest_invoice"],
-            },
-            options={"idempotency_key": f"pledge:{pledge_id}:subscription:{payment_method_id}"},
-        )
+        try:
+            subscription = self._call(
+                self._client.v1.subscriptions.create,
+                params={
+                    "customer": customer_id,
+                    "items": [{"plan": plan_id}],
+                    "default_payment_method": payment_method_id,
+                    "metadata": {"pledge_id": pledge_id},
+                    "expand": ["latest_invoice"],
+                },
+                options={"idempotency_key": f"pledge:{pledge_id}:subscription:{payment_method_id}"},
+            )
+        except NotFoundInStripe:
+            self._known_plans.discard(plan_id)  # deleted in the dashboard: ask again next time
+            raise
         return self._subscription_outcome(subscription)
 
     def subscription_outcome(self, subscription_id: str) -> ChargeOutcome:
