@@ -167,7 +167,8 @@ def run(api: str, stripe_base: str, rounds: int) -> None:
             f"p95={percentile(samples, 0.95):7.1f} ms mean={statistics.mean(samples):7.1f} ms"
         )
     print(
-        f"ratio (ours / bare, main's calls): p50 {percentile(ours, 0.5) / percentile(bare, 0.5):.2f}x,"
+        f"ratio (ours / bare, main's calls): p50 "
+        f"{percentile(ours, 0.5) / percentile(bare, 0.5):.2f}x,"
         f" p95 {percentile(ours, 0.95) / percentile(bare, 0.95):.2f}x   (goal <= 1.2x, was 1.9x)"
     )
     print(
