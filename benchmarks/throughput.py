@@ -150,13 +150,10 @@ def ingest(
         if requests > BODIES:
             print(f"  warning: {requests} requests cycled through {BODIES} bodies (duplicates)")
         stored = count(database_url, "SELECT count(*) FROM stripe_events")
-        print(f"ingest: /healthz {healthz:.0f} requests/s; signed invoice.paid {events:.0f} "
-              f"events/s ({stored} distinct events stored, worker stopped)")  # fmt: skip
-        print(f"  ingest / healthz ratio: {events / healthz:.2f}   (goal >= 0.5, was 0.12)")
-        print(
-            f"  how: {' '.join(WRK)} against `pledges serve --port {port}` (1 process, "
-            "default logging)"
-        )
+        print(f"ingest ({label}): /healthz {healthz:.0f} requests/s, signed invoice.paid "
+              f"{events:.0f} events/s ({stored} distinct events stored): "
+              f"ratio {events / healthz:.2f}", flush=True)  # fmt: skip
+        return events / healthz
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -227,7 +224,7 @@ def drain(
         for process in processes:
             process.wait(timeout=60)
         smtp.stop()
-    rate = total / (done - first)
+    rate = total / max(done - first, 0.05)  # the poll's granularity
     print(f"drain ({label}), {workers} worker process(es): {total} renewals in the ledger "
           f"{done - first:.1f} s after the first payment row: {rate:.0f} events/s "
           f"(from process start {done - started:.1f} s: {total / (done - started):.0f} events/s; "
@@ -248,9 +245,14 @@ def queue_one_task_per_event(env: dict[str, str], database_url: str) -> None:
 
 
 def export_main() -> Path:
-    """main's code as of now, beside this checkout (read-only `git archive`, no worktree)."""
+    """main's code where this branch left it, beside this checkout (read-only `git archive`):
+    the same dependencies, so the same virtualenv runs it."""
     folder = Path(tempfile.mkdtemp(prefix="pledges-main-"))
-    archive = subprocess.run(["git", "archive", "main"], cwd=ROOT, capture_output=True, check=True)
+    base = subprocess.run(
+        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(f"baseline: main at {base[:7]} (where this branch started), from `git archive`")
+    archive = subprocess.run(["git", "archive", base], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
 

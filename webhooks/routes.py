@@ -12,15 +12,15 @@ from billing.db import open_async_pool
 from billing.errors import error_body
 from billing.settings import get_settings
 from billing.task_queue import Wakeup
-from webhooks.inbox import DRAIN_TASK, PENDING, InvalidEvent, parse_event, store_event
+from webhooks.inbox import DRAIN_TASK, PENDING, InboxWriter, InvalidEvent, parse_event
 from webhooks.signature import SignatureError, verify
 
 router = APIRouter(tags=["webhooks"])
 # Workers find stored events in the inbox; this only tells them, a few times a second at most.
 drain_wakeup = Wakeup(DRAIN_TASK)
-_pool_lock = asyncio.Lock()
-# Enough connections for the commits of concurrent requests to share their disk flushes.
-POOL_SIZE = 8
+_writer_lock = asyncio.Lock()
+# Statements in flight at once; the events arriving meanwhile wait and go in together.
+FLUSHERS = 4
 
 
 def _bad_request(message: str) -> JSONResponse:
@@ -33,20 +33,24 @@ def _bad_request(message: str) -> JSONResponse:
 async def inbox_pool_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Close the inbox's connections with the app (they open on the first event)."""
     yield
+    writer: InboxWriter | None = getattr(app.state, "inbox_writer", None)
     pool: AsyncConnectionPool | None = getattr(app.state, "inbox_pool", None)
+    app.state.inbox_writer = app.state.inbox_pool = None
+    if writer is not None:
+        await writer.close()
     if pool is not None:
-        app.state.inbox_pool = None
         await pool.close()
 
 
-async def _inbox_pool(app: FastAPI) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool | None = getattr(app.state, "inbox_pool", None)
-    if pool is None:
-        async with _pool_lock:
-            pool = getattr(app.state, "inbox_pool", None)
-            if pool is None:
-                pool = app.state.inbox_pool = await open_async_pool(POOL_SIZE)
-    return pool
+async def _inbox_writer(app: FastAPI) -> InboxWriter:
+    writer: InboxWriter | None = getattr(app.state, "inbox_writer", None)
+    if writer is None:
+        async with _writer_lock:
+            writer = getattr(app.state, "inbox_writer", None)
+            if writer is None:
+                app.state.inbox_pool = await open_async_pool(FLUSHERS)
+                writer = app.state.inbox_writer = InboxWriter(app.state.inbox_pool, FLUSHERS)
+    return writer
 
 
 @router.post(
@@ -67,7 +71,8 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     except (SignatureError, InvalidEvent) as error:
         return _bad_request(str(error))
     livemode = settings.stripe_api_key.get_secret_value().startswith(("sk_live_", "rk_live_"))
-    stored = await store_event(await _inbox_pool(request.app), body, event, livemode=livemode)
+    writer = await _inbox_writer(request.app)
+    stored = await writer.store(body, event, livemode=livemode)
     if stored.status == PENDING:  # committed: a worker may now claim it
         drain_wakeup.poke()
     return JSONResponse({"received": True, "status": stored.status, "duplicate": stored.duplicate})
