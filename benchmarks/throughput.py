@@ -266,7 +266,7 @@ def main() -> None:
         "--baseline", action=argparse.BooleanOptionalAction, default=True,
         help="also measure main's code (git archive main) in the same run",
     )  # fmt: skip
-    parser.add_argument("--baseline-events", type=int, default=600, help="main drains slowly")
+    parser.add_argument("--baseline-events", type=int, default=3000)
     args = parser.parse_args()
     if shutil.which("wrk") is None and not args.skip_ingest:
         raise SystemExit("wrk is missing: `sudo apt-get install -y wrk` (Debian/Ubuntu)")
