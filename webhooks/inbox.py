@@ -116,16 +116,24 @@ class InboxWriter:
                 self._ready.clear()
             if not group:
                 continue
-            try:
-                stored = await self._write([row for row, _future in group])
-            except Exception as error:  # each request answers 5xx; Stripe sends it again
-                for _row, future in group:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_row, future), result in zip(group, stored, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            await self._settle(group)
+
+    async def _settle(self, group: list[tuple[Row, asyncio.Future[Stored]]]) -> None:
+        try:
+            stored = await self._write([row for row, _future in group])
+        except Exception as error:
+            if len(group) > 1:
+                # One event the database refuses must not fail the others: each alone.
+                for item in group:
+                    await self._settle([item])
+                return
+            _row, future = group[0]
+            if not future.done():  # its request answers 5xx; Stripe sends it again
+                future.set_exception(error)
+            return
+        for (_row, future), result in zip(group, stored, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def _write(self, rows: list[Row]) -> list[Stored]:
         columns = [list(column) for column in zip(*rows, strict=True)]
