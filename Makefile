@@ -25,5 +25,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Figures of issue 11, each beside its baseline from the same run (needs local PostgreSQL,
+# Redis and wrk; wrk comes from Debian's package when this runs as root).
 bench: install
-	PYTHONPATH=. $(BIN)/python benchmarks/pledge_latency.py
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } \
+		|| { echo "wrk is missing: sudo apt-get install -y wrk"; exit 1; }
+	PYTHONPATH=. $(BIN)/python -u benchmarks/throughput.py
+	PYTHONPATH=. $(BIN)/python -u benchmarks/email_throughput.py
+	PYTHONPATH=. $(BIN)/python -u benchmarks/pledge_latency.py

@@ -10,6 +10,7 @@ from billing.endpoints.routes import install_endpoints
 from billing.errors import install_error_handlers
 from billing.logs import configure_logging
 from billing.manage.routes import router as manage_router
+from billing.metrics.routes import router as metrics_router
 from billing.pledges.routes import router as pledges_router
 from billing.reports import install_reports
 from billing.settings import get_settings
@@ -17,7 +18,7 @@ from billing.statements.routes import manage_router as statements_manage_router
 from billing.statements.routes import reports_router as statements_reports_router
 from billing.upgrades.routes import router as upgrades_router
 from billing.widget.routes import install_widget
-from webhooks.routes import MAX_WEBHOOK_BYTES, WEBHOOK_PATH
+from webhooks.routes import MAX_WEBHOOK_BYTES, WEBHOOK_PATH, inbox_pool_lifespan
 from webhooks.routes import router as webhooks_router
 
 
@@ -28,12 +29,14 @@ def create_app() -> FastAPI:
         title="Reader Pledges",
         version="0.1.0",
         description="Reader-revenue backend: pledges on Stripe, webhooks, receipts, reports.",
+        lifespan=inbox_pool_lifespan,
     )
     app.include_router(health.router)
     app.include_router(pledges_router)
     install_reports(app)
     install_endpoints(app)
     app.include_router(statements_reports_router)
+    app.include_router(metrics_router)
     app.include_router(webhooks_router)
     install_error_handlers(app)
     app.add_middleware(

@@ -334,3 +334,22 @@ def outbox_retry(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def status() -> None:
+    """The backlog at a glance: inbox and outbox by status, the oldest waiting, pledges."""
+    from billing.db import session_scope
+    from billing.metrics.queries import read_backlog
+
+    with session_scope() as session:
+        backlog = read_backlog(session)
+
+    def line(counts: dict[str, int]) -> str:
+        return ", ".join(f"{name} {number}" for name, number in sorted(counts.items())) or "empty"
+
+    typer.echo(f"inbox:   {line(backlog.inbox_by_status)}")
+    typer.echo(f"         oldest pending event {backlog.inbox_oldest_pending_seconds:.0f} s old")
+    typer.echo(f"outbox:  {line(backlog.outbox_by_status)}")
+    typer.echo(f"         oldest unsent email {backlog.outbox_oldest_unsent_seconds:.0f} s old")
+    typer.echo(f"pledges: {line(backlog.pledges_by_status)}")

@@ -2,7 +2,7 @@
 
 Webhook handlers and reader self-service call these after they change the ledger; each row's
 dedupe key is built from Stripe's stable ids, so a repeated event never queues a second mail.
-The send itself is enqueued after commit (task `SEND_EMAIL_TASK`, by name).
+The send itself is enqueued after commit (task `SEND_DUE_TASK`, by name, once per transaction).
 
 Keys, one mail each: `receipt:<invoice or payment intent>` (welcome, receipt, gift or recovery),
 `reminder:<invoice>:<step>` (1 at once, then one per day in DUNNING_SCHEDULE_DAYS;
@@ -16,7 +16,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from billing.models import EmailOutbox, Payment, Pledge, PledgeStatus, Reader
-from billing.outbox import SEND_EMAIL_TASK, cancel_pending, queue_email
+from billing.outbox import SEND_DUE_TASK, SEND_EMAIL_TASK, cancel_pending, queue_email
 from billing.settings import get_settings
 from billing.task_queue import enqueue_after_commit
 
@@ -75,7 +75,8 @@ def _queue(
         status=status,
     )
     if queued and status == "pending":
-        enqueue_after_commit(session, SEND_EMAIL_TASK, key)
+        # One wake-up however many mails the transaction queued (a batch of webhook events).
+        enqueue_after_commit(session, SEND_DUE_TASK)
     return queued
 
 

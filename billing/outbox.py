@@ -13,6 +13,8 @@ from billing.models import EmailOutbox
 from billing.task_queue import enqueue_after_commit
 
 SEND_EMAIL_TASK = "workers.emails.send_email"
+# Sends every due pending mail in batches: what a transaction that queued many mails enqueues.
+SEND_DUE_TASK = "workers.emails.send_due"
 STATUSES = ("pending", "sending", "sent", "failed", "canceled")
 
 

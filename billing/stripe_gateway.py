@@ -9,6 +9,7 @@ from typing import Any, Literal
 import stripe
 from stripe.params import CustomerCreateParams
 
+from billing.metrics.registry import stripe_call
 from billing.settings import Settings, get_settings
 
 API_VERSION = "2026-10-28.endive"
@@ -114,6 +115,7 @@ class StripeGateway:
             base_addresses=base_addresses,  # type: ignore[arg-type]
             max_network_retries=2,
         )
+        self._known_plans: set[str] = set()
 
     def create_customer(self, *, email: str, name: str | None, locale: str, reader_id: str) -> str:
         params: CustomerCreateParams = {
@@ -191,14 +193,13 @@ class StripeGateway:
 
     def attach_card(self, *, customer_id: str, payment_method_id: str) -> None:
         # Real Stripe attaches the card when the SetupIntent names a customer; localstripe does
-        # not, and attaching an attached card to the same customer is a no-op on both.
-        payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
-        if payment_method.customer is None:
-            self._call(
-                self._client.v1.payment_methods.attach,
-                payment_method_id,
-                params={"customer": customer_id},
-            )
+        # not, and attaching an attached card to the same customer is a no-op on both: one
+        # call either way, rather than reading the card first.
+        self._call(
+            self._client.v1.payment_methods.attach,
+            payment_method_id,
+            params={"customer": customer_id},
+        )
 
     def pay_subscription_with(self, *, subscription_id: str, payment_method_id: str) -> None:
         """The card that pays this one subscription, whatever the customer's default is."""
@@ -210,8 +211,13 @@ class StripeGateway:
 
     def ensure_plan(self, *, amount_minor: int, currency: str, interval: str) -> str:
         plan_id = plan_id_for(amount_minor, currency, interval)
+        # Plans are never changed or deleted by us: one seen here once is not asked about again
+        # by this process (start_subscription forgets it if Stripe says otherwise).
+        if plan_id in self._known_plans:
+            return plan_id
         try:
             self._call(self._client.v1.plans.retrieve, plan_id)
+            self._known_plans.add(plan_id)
             return plan_id
         except NotFoundInStripe:
             pass
@@ -232,6 +238,7 @@ class StripeGateway:
         except GatewayError:
             # Another request created it between our retrieve and create.
             self._call(self._client.v1.plans.retrieve, plan_id)
+        self._known_plans.add(plan_id)
         return plan_id
 
     def start_subscription(
@@ -239,17 +246,21 @@ class StripeGateway:
     ) -> ChargeOutcome:
         # The pledge's own card pays it: an unverified pledge under a known email must never
         # become the card of the reader's other pledges (no customer-wide default).
-        subscription = self._call(
-            self._client.v1.subscriptions.create,
-            params={
-                "customer": customer_id,
-                "items": [{"plan": plan_id}],
-                "default_payment_method": payment_method_id,
-                "metadata": {"pledge_id": pledge_id},
-                "expand": ["latest_invoice"],
-            },
-            options={"idempotency_key": f"pledge:{pledge_id}:subscription:{payment_method_id}"},
-        )
+        try:
+            subscription = self._call(
+                self._client.v1.subscriptions.create,
+                params={
+                    "customer": customer_id,
+                    "items": [{"plan": plan_id}],
+                    "default_payment_method": payment_method_id,
+                    "metadata": {"pledge_id": pledge_id},
+                    "expand": ["latest_invoice"],
+                },
+                options={"idempotency_key": f"pledge:{pledge_id}:subscription:{payment_method_id}"},
+            )
+        except NotFoundInStripe:
+            self._known_plans.discard(plan_id)  # deleted in the dashboard: ask again next time
+            raise
         return self._subscription_outcome(subscription)
 
     def subscription_outcome(self, subscription_id: str) -> ChargeOutcome:
@@ -274,20 +285,21 @@ class StripeGateway:
         pledge_id: str,
     ) -> ChargeOutcome:
         try:
-            payment_intent = self._client.v1.payment_intents.create(
-                params={
-                    "amount": amount_minor,
-                    "currency": currency,
-                    "customer": customer_id,
-                    "payment_method": payment_method_id,
-                    "confirm": True,
-                    "off_session": True,
-                    "metadata": {"pledge_id": pledge_id},
-                },
-                options={
-                    "idempotency_key": f"pledge:{pledge_id}:payment_intent:{payment_method_id}"
-                },
-            )
+            with stripe_call("PaymentIntent.create"):
+                payment_intent = self._client.v1.payment_intents.create(
+                    params={
+                        "amount": amount_minor,
+                        "currency": currency,
+                        "customer": customer_id,
+                        "payment_method": payment_method_id,
+                        "confirm": True,
+                        "off_session": True,
+                        "metadata": {"pledge_id": pledge_id},
+                    },
+                    options={
+                        "idempotency_key": f"pledge:{pledge_id}:payment_intent:{payment_method_id}"
+                    },
+                )
         except stripe.CardError as error:
             failed_intent = error.error.payment_intent if error.error else None
             if failed_intent is not None and failed_intent.status == "requires_action":
@@ -339,9 +351,10 @@ class StripeGateway:
         only as `payment_intent` and refuses to expand the former.
         """
         try:
-            invoice = self._client.v1.invoices.retrieve(
-                invoice_id, params={"expand": ["confirmation_secret"]}
-            )
+            with stripe_call("Invoice.retrieve"):
+                invoice = self._client.v1.invoices.retrieve(
+                    invoice_id, params={"expand": ["confirmation_secret"]}
+                )
         except stripe.InvalidRequestError:
             document = self._call(
                 self._client.v1.invoices.retrieve, invoice_id, params={"expand": ["payment_intent"]}
@@ -366,7 +379,8 @@ class StripeGateway:
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            with stripe_call(_operation(method)):
+                return method(*args, **kwargs)
         except stripe.StripeError as error:
             raise _gateway_error(error) from error
 
@@ -415,6 +429,12 @@ class StripeGateway:
         """Stripe keeps the payments it must; the customer's contact details go."""
         with contextlib.suppress(NotFoundInStripe):
             self._call(self._client.v1.customers.delete, customer_id)
+
+
+def _operation(method: Any) -> str:
+    """`Customer.create` for `client.v1.customers.create`: the metric label of a call."""
+    service = type(getattr(method, "__self__", None)).__name__.removesuffix("Service")
+    return f"{service}.{getattr(method, '__name__', 'call')}"
 
 
 def _gateway_error(error: stripe.StripeError) -> Exception:

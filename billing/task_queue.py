@@ -4,6 +4,8 @@ billing never imports workers: it names tasks by string and sends them through a
 Celery app built from the same settings.
 """
 
+import threading
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -42,8 +44,8 @@ def producer() -> Celery:
     return app
 
 
-def send_task(name: str, *args: Any) -> None:
-    producer().send_task(name, args=args, queue=get_settings().celery_queue)
+def send_task(name: str, *args: Any, countdown: float | None = None) -> None:
+    producer().send_task(name, args=args, queue=get_settings().celery_queue, countdown=countdown)
 
 
 def enqueue_after_commit(session: Session, name: str, *args: Any) -> None:
@@ -59,7 +61,9 @@ def enqueue_after_commit(session: Session, name: str, *args: Any) -> None:
     if not event.contains(session, "after_commit", _send_pending):
         event.listen(session, "after_commit", _send_pending)
         event.listen(session, "after_rollback", _forget_pending)
-    pending.append((name, args))
+    # A batch of events that queues one argument-less wake-up many times sends it once.
+    if (name, args) not in pending:
+        pending.append((name, args))
 
 
 def _send_pending(session: Session) -> None:
@@ -73,3 +77,40 @@ def _send_pending(session: Session) -> None:
 
 def _forget_pending(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
+
+
+class Wakeup:
+    """Sends one argument-less task after every poke, coalescing pokes that come close together.
+
+    For a queue whose real content lives in the database: a thousand events stored in a second
+    need a few wake-ups, not a thousand publishes. Every poke is followed by a send that starts
+    after it (the flag is cleared before sending), so no committed row waits for the sweep
+    unless the broker is down.
+    """
+
+    def __init__(self, name: str, interval: float = 0.02) -> None:
+        self.name = name
+        self.interval = interval
+        self._poked = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        self._poked.set()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name=f"wakeup-{self.name}", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._poked.wait()
+            self._poked.clear()
+            try:
+                send_task(self.name)
+            except Exception:  # the broker is down: the rows wait in the database for the sweep
+                log.warning("task_send_failed", task=self.name)
+            time.sleep(self.interval)

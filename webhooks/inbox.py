@@ -1,10 +1,12 @@
 """The webhook inbox: each Stripe event stored once under its id, and which ones need a run."""
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -16,6 +18,7 @@ from billing.task_queue import enqueue_after_commit
 from webhooks.shapes import timestamp
 
 PROCESS_TASK = "webhooks.process_event"
+DRAIN_TASK = "webhooks.drain_inbox"
 PENDING, HANDLED, IGNORED, FAILED = "pending", "handled", "ignored", "failed"
 
 
@@ -51,8 +54,116 @@ def parse_event(body: bytes) -> dict[str, Any]:
     return event
 
 
+# Events arriving together go in as one statement (one round trip, one WAL flush). The raw
+# bodies go in as the jsonb text, so nothing re-serialises what Stripe sent.
+_INSERT = """
+INSERT INTO stripe_events (stripe_event_id, type, livemode, api_version, stripe_created_at,
+                           payload, status, attempts, received_at)
+SELECT event_id, type, livemode, api_version, created_at, payload, status, 0, received_at
+FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::jsonb[],
+            %s::text[], %s::timestamptz[])
+     AS new (event_id, type, livemode, api_version, created_at, payload, status, received_at)
+ON CONFLICT (stripe_event_id) DO NOTHING
+RETURNING stripe_event_id, id, status
+"""
+# A duplicate of a failed event goes back to pending: Stripe redelivering is the natural moment
+# to try again. Any other duplicate changes nothing.
+_REQUEUE = """
+UPDATE stripe_events SET status = 'pending', attempts = 0, run_after = NULL
+WHERE stripe_event_id = %s AND status = 'failed'
+RETURNING id, status
+"""
+_EXISTING = "SELECT id, status FROM stripe_events WHERE stripe_event_id = %s"
+# Columns of one event, in _INSERT's order.
+Row = tuple[str, str, bool, str | None, datetime | None, str, str, datetime]
+MAX_GROUP = 200
+
+
+class InboxWriter:
+    """Stores webhook events durably, many concurrent ones in one INSERT on the event loop.
+
+    Plain SQL on autocommit psycopg connections: each statement is committed when it returns,
+    so an event is durable before its request is answered. While one statement waits for its
+    commit, the events that arrive meanwhile queue up and the next flusher takes them all.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, flushers: int) -> None:
+        self._pool = pool
+        self._waiting: list[tuple[Row, asyncio.Future[Stored]]] = []
+        self._ready = asyncio.Event()
+        self._flushers = [asyncio.create_task(self._flush_forever()) for _ in range(flushers)]
+
+    async def store(self, body: bytes, event: dict[str, Any], *, livemode: bool) -> Stored:
+        # An event from the other mode (a live event at a test deployment) is kept, never
+        # applied.
+        status = PENDING if bool(event.get("livemode")) == livemode else IGNORED
+        row: Row = (
+            event["id"], event["type"], bool(event.get("livemode")), event.get("api_version"),
+            timestamp(event["created"]), body.decode(), status, utcnow(),
+        )  # fmt: skip
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, future))
+        self._ready.set()
+        return await future
+
+    async def close(self) -> None:
+        for flusher in self._flushers:
+            flusher.cancel()
+        await asyncio.gather(*self._flushers, return_exceptions=True)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._ready.wait()
+            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            if not self._waiting:
+                self._ready.clear()
+            if not group:
+                continue
+            await self._settle(group)
+
+    async def _settle(self, group: list[tuple[Row, asyncio.Future[Stored]]]) -> None:
+        try:
+            stored = await self._write([row for row, _future in group])
+        except Exception as error:
+            if len(group) > 1:
+                # One event the database refuses must not fail the others: each alone.
+                for item in group:
+                    await self._settle([item])
+                return
+            _row, future = group[0]
+            if not future.done():  # its request answers 5xx; Stripe sends it again
+                future.set_exception(error)
+            return
+        for (_row, future), result in zip(group, stored, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _write(self, rows: list[Row]) -> list[Stored]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(_INSERT, columns)
+            created = {
+                event_id: (row_id, status) for event_id, row_id, status in await cursor.fetchall()
+            }
+            stored = []
+            for row in rows:
+                event_id = row[0]
+                if event_id in created:
+                    row_id, status = created.pop(event_id)
+                    stored.append(Stored(event_id=row_id, status=status, duplicate=False))
+                    continue
+                # Known before, or twice in this group: the stored row answers.
+                found = await (await connection.execute(_REQUEUE, (event_id,))).fetchone()
+                if found is None:
+                    found = await (await connection.execute(_EXISTING, (event_id,))).fetchone()
+                assert found is not None
+                stored.append(Stored(event_id=found[0], status=found[1], duplicate=True))
+        return stored
+
+
 def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> Stored:
-    """Insert the event unless its id is known; queue a run (after commit) when it needs one.
+    """One event stored in the caller's transaction (replays, the drift check); the webhook
+    route stores through InboxWriter instead. Queues a run (after commit) when it needs one.
 
     A duplicate of a handled or ignored event changes nothing; a duplicate of a failed one puts
     it back to pending, because Stripe redelivering is the natural moment to try again.
@@ -98,8 +209,9 @@ def store_event(session: Session, event: dict[str, Any], *, livemode: bool) -> S
 def unprocessed_event_ids(
     session: Session, older_than: timedelta, stuck_after: timedelta, limit: int = 1000
 ) -> list[int]:
-    """Pending events whose task was lost: never attempted (the broker was down when they came,
-    a worker died mid-run), or still pending long after every retry should have run."""
+    """Pending events whose wake-up was lost: never attempted (the broker was down when they
+    came, a worker died mid-run), due for a retry for a while, or still pending long after every
+    retry should have run."""
     now = utcnow()
     return list(
         session.scalars(
@@ -108,6 +220,7 @@ def unprocessed_event_ids(
                 StripeEvent.status == PENDING,
                 or_(
                     and_(StripeEvent.attempts == 0, StripeEvent.received_at <= now - older_than),
+                    StripeEvent.run_after <= now - older_than,
                     StripeEvent.received_at <= now - stuck_after,
                 ),
             )

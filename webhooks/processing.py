@@ -1,21 +1,32 @@
-"""Applying one stored event to the ledger: exactly once, under a lock on its inbox row."""
+"""Applying stored events to the ledger: exactly once, under a lock on each inbox row.
 
+Workers take pending rows in batches (`process_batch`): one transaction claims up to
+WEBHOOK_BATCH_SIZE rows with FOR UPDATE SKIP LOCKED, applies each under its own savepoint (one
+bad event does not undo the others) and commits once. `process` runs a single event by id, for
+operators' replays and tasks queued one per event.
+"""
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import case, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from billing.db import session_scope, utcnow
+from billing.manage.data_rights import scrub_if_erased
 from billing.models import StripeEvent
-from billing.settings import get_settings
+from billing.settings import Settings, get_settings
 from billing.stripe_gateway import GatewayError, StripeReader, get_stripe_reader
 from billing.task_queue import send_task
 from webhooks.errors import RetryLater
 from webhooks.handlers import HANDLERS
 from webhooks.inbox import FAILED, HANDLED, IGNORED, PENDING, PROCESS_TASK
 from webhooks.ledger import Context
-from webhooks.shapes import timestamp
+from webhooks.shapes import invoice_subscription_id, timestamp
 
 log = structlog.get_logger()
 # Worth another try: Stripe unreachable or not caught up, the database briefly away, or a
@@ -43,17 +54,7 @@ def process(event_id: int, stripe: StripeReader | None = None, notify: bool = Tr
                 return Outcome("missing")
             if row.status != PENDING:
                 return Outcome(row.status, error=row.last_error)
-            handler = HANDLERS.get(row.type)
-            row.attempts += 1
-            if handler is None:
-                row.status, row.handled_at = IGNORED, utcnow()
-                return Outcome(IGNORED)
-            event_at = timestamp(row.payload["created"])
-            assert event_at is not None
-            ctx = Context(session, stripe or get_stripe_reader(), event_at, notify=notify)
-            handler(ctx, row.payload["data"]["object"])
-            row.status, row.handled_at, row.last_error = HANDLED, utcnow(), None
-            outcome = Outcome(HANDLED, tuple(ctx.changes))
+            outcome = _apply(session, row, stripe or get_stripe_reader(), notify)
         log.info("stripe_event_handled", event_id=event_id, changes=len(outcome.changes))
         return outcome
     except TRANSIENT_ERRORS:
@@ -65,6 +66,123 @@ def process(event_id: int, stripe: StripeReader | None = None, notify: bool = Tr
         record_error(event_id, message, give_up_at=0)
         log.warning("stripe_event_failed", event_id=event_id, error=message)
         return Outcome(FAILED, error=message)
+
+
+def _apply(session: Session, row: StripeEvent, stripe: StripeReader, notify: bool) -> Outcome:
+    """Run the row's handler in `session`, which holds the row locked; errors propagate."""
+    handler = HANDLERS.get(row.type)
+    row.attempts += 1
+    # The route stores fast, without looking readers up: news of an erased reader (a late
+    # invoice, the customer's deletion) loses their email and name here, before it is read.
+    scrubbed = scrub_if_erased(session, row.payload)
+    if scrubbed is not row.payload:
+        row.payload = scrubbed
+    if handler is None:
+        row.status, row.handled_at = IGNORED, utcnow()
+        return Outcome(IGNORED)
+    event_at = timestamp(row.payload["created"])
+    assert event_at is not None
+    ctx = Context(session, stripe, event_at, notify=notify)
+    handler(ctx, row.payload["data"]["object"])
+    row.status, row.handled_at, row.last_error, row.run_after = HANDLED, utcnow(), None, None
+    return Outcome(HANDLED, tuple(ctx.changes))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one claim did: how many events it took, and when the soonest retry is due."""
+
+    claimed: int
+    retry_in: float | None = None
+
+
+def process_batch(limit: int, stripe: StripeReader | None = None) -> Batch:
+    """Claim up to `limit` due pending events and apply them in one transaction.
+
+    Rows are locked until the commit, so another worker's claim skips them and a killed
+    worker's batch rolls back whole, to be claimed again. A transient error puts only that
+    event back with a later `run_after` (or leaves it failed past WEBHOOK_MAX_ATTEMPTS).
+    """
+    settings = get_settings()
+    reader = stripe or get_stripe_reader()
+    retry_in: float | None = None
+    with session_scope() as session:
+        now = utcnow()
+        rows = session.scalars(
+            select(StripeEvent)
+            .where(
+                StripeEvent.status == PENDING,
+                or_(StripeEvent.run_after.is_(None), StripeEvent.run_after <= now),
+            )
+            .order_by(StripeEvent.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        # Pledges are row-locked as events apply: taking them in one global order (by
+        # subscription, then arrival) keeps concurrent batches from deadlocking each other.
+        rows = sorted(rows, key=_lock_order)
+        try:
+            # The common case, every event applies: one savepoint for the whole batch.
+            with session.begin_nested():
+                for row in rows:
+                    _apply(session, row, reader, notify=True)
+        except Exception:
+            # Back to the claim (the rows stay locked), then one savepoint per event, so only
+            # the event that failed is retried or left failed.
+            retry_in = _apply_one_by_one(session, rows, reader, settings)
+    if rows:
+        log.info("stripe_events_handled", count=len(rows))
+    return Batch(len(rows), retry_in)
+
+
+def _lock_order(row: StripeEvent) -> tuple[str, int]:
+    stripe_object: dict[str, Any] = row.payload["data"]["object"]
+    kind = stripe_object.get("object")
+    if kind == "subscription":
+        return str(stripe_object.get("id") or ""), row.id
+    if kind == "invoice":
+        return invoice_subscription_id(stripe_object) or "", row.id
+    return "", row.id
+
+
+def _apply_one_by_one(
+    session: Session, rows: Sequence[StripeEvent], reader: StripeReader, settings: Settings
+) -> float | None:
+    """Apply each row under its own savepoint; seconds until the soonest retry is due."""
+    retry_in: float | None = None
+    for row in rows:
+        try:
+            with session.begin_nested():
+                _apply(session, row, reader, notify=True)
+        except TRANSIENT_ERRORS as error:
+            delay = _retry_later(row, f"{type(error).__name__}: {error}", settings)
+            if delay is not None:
+                retry_in = delay if retry_in is None else min(retry_in, delay)
+        except Exception as error:
+            # As in `process`: an event the ledger cannot take waits for an operator.
+            row.attempts += 1
+            row.status, row.last_error = FAILED, f"{type(error).__name__}: {error}"[:2000]
+            log.warning("stripe_event_failed", event_id=row.id, error=row.last_error)
+    return retry_in
+
+
+def _retry_later(row: StripeEvent, message: str, settings: Settings) -> float | None:
+    """Count the failed attempt on `row`; seconds until it is due again, None if given up."""
+    row.attempts += 1
+    row.last_error = message[:2000]
+    if row.attempts >= settings.webhook_max_attempts:
+        row.status = FAILED
+        log.warning("stripe_event_gave_up", event_id=row.id, error=message)
+        return None
+    delay = retry_delay(row.attempts - 1)
+    row.run_after = utcnow() + timedelta(seconds=delay)
+    log.info("stripe_event_retry", event_id=row.id, attempts=row.attempts, error=message[:200])
+    return delay
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before attempt `attempt + 1`: doubling from the base, capped at half an hour."""
+    return float(min(get_settings().webhook_retry_base_seconds * 2**attempt, 1800))
 
 
 def record_error(event_id: int, message: str, *, give_up_at: int) -> tuple[int, str]:

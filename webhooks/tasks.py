@@ -1,4 +1,4 @@
-"""Celery tasks: process a stored event with retries, and sweep up events whose task was lost."""
+"""Celery tasks: drain the inbox in batches, process one event with retries, sweep lost ones."""
 
 from datetime import timedelta
 
@@ -9,15 +9,38 @@ from billing.db import session_scope
 from billing.settings import get_settings
 from billing.task_queue import send_task
 from webhooks import processing
-from webhooks.inbox import PENDING, PROCESS_TASK, unprocessed_event_ids
+from webhooks.inbox import DRAIN_TASK, PENDING, PROCESS_TASK, unprocessed_event_ids
+from webhooks.processing import retry_delay
 from workers.celery_app import app
 
 log = structlog.get_logger()
+__all__ = ["drain_inbox", "process_event", "retry_delay", "sweep_events"]
 
 
-def retry_delay(attempt: int) -> float:
-    """Seconds before attempt `attempt + 1`: doubling from the base, capped at half an hour."""
-    return float(min(get_settings().webhook_retry_base_seconds * 2**attempt, 1800))
+@app.task(name=DRAIN_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+def drain_inbox() -> int:
+    """Apply pending events batch after batch until none is due; how many were claimed.
+
+    Any number of these run at once, in threads and processes: each claim skips rows another
+    holds. One wake-up stands for many events, so a lost one costs nothing but a delay until
+    the next wake-up or the sweep.
+    """
+    batch_size = get_settings().webhook_batch_size
+    claimed, retry_in = 0, None
+    while True:
+        batch = processing.process_batch(batch_size)
+        if batch.claimed == batch_size and claimed == 0:
+            # A backlog: ask one more idle thread or process to join (which may ask another).
+            send_task(DRAIN_TASK)
+        claimed += batch.claimed
+        if batch.retry_in is not None:
+            retry_in = batch.retry_in if retry_in is None else min(retry_in, batch.retry_in)
+        if batch.claimed < batch_size:
+            break
+    if retry_in is not None:
+        # Wake a worker when the soonest retry is due; the sweep covers a lost wake-up.
+        send_task(DRAIN_TASK, countdown=retry_in)
+    return claimed
 
 
 @app.task(name=PROCESS_TASK, bind=True, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
@@ -39,7 +62,7 @@ def process_event(task: Task, event_id: int) -> str:
 
 @app.task(name="webhooks.sweep_events", acks_late=True)  # type: ignore[untyped-decorator]
 def sweep_events() -> int:
-    """Re-send stored events that were never attempted (the broker was down, a worker died)."""
+    """Wake a drain for stored events never attempted (the broker was down, a worker died)."""
     settings = get_settings()
     older_than = timedelta(seconds=settings.webhook_sweep_after_seconds)
     # Retries wait in the broker; only once all of them (and Redis's one-hour redelivery of a
@@ -48,8 +71,8 @@ def sweep_events() -> int:
     stuck_after = timedelta(seconds=retry_window + 3600)
     with session_scope() as session:
         event_ids = unprocessed_event_ids(session, older_than, stuck_after)
-    for event_id in event_ids:
-        send_task(PROCESS_TASK, event_id)
     if event_ids:
+        # A drain claims every due pending event, these among them.
+        send_task(DRAIN_TASK)
         log.info("stripe_events_swept", count=len(event_ids))
     return len(event_ids)

@@ -2,13 +2,19 @@
 
 from typing import Any
 
+import structlog
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import after_setup_logger
+from celery.signals import after_setup_logger, worker_ready
 
 from billing.logs import configure_logging
 from billing.settings import get_settings
-from billing.task_queue import broker_transport_options
+from billing.task_queue import broker_transport_options, send_task
+
+# The inbox's wake-up task, by name (webhooks.inbox.DRAIN_TASK; workers must not import it
+# before the app exists, as webhooks.tasks imports this module).
+DRAIN_TASK = "webhooks.drain_inbox"
+log = structlog.get_logger()
 
 # Modules whose tasks the worker registers; each names its tasks explicitly.
 TASK_MODULES: list[str] = [
@@ -74,3 +80,12 @@ after_setup_logger.connect(_structured_redacted_logs, weak=False)
 
 
 app = create_celery()
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def drain_on_start(**_kwargs: object) -> None:
+    """A worker that starts (or restarts after a crash) takes the backlog at once."""
+    try:
+        send_task(DRAIN_TASK)
+    except Exception:  # the broker is down: the sweep wakes a drain once it is back
+        log.warning("task_send_failed", task=DRAIN_TASK)

@@ -16,19 +16,20 @@ from email.utils import format_datetime, parseaddr
 
 import structlog
 from celery import Task
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import session_scope, utcnow
 from billing.models import EmailOutbox, Payment, Pledge, PledgeStatus, Reader
 from billing.notifications import REMINDER_TEMPLATES, SEND_EMAIL_TASK, reminder_is_due_for
+from billing.outbox import SEND_DUE_TASK
 from billing.settings import Settings, get_settings
 from billing.task_queue import send_task
 from workers import card_expiry
 from workers.celery_app import app
 from workers.mail_context import email_context
 from workers.rendering import pick_locale, render_email
-from workers.smtp import PermanentSmtpError, TransientSmtpError, send_message
+from workers.smtp import PermanentSmtpError, TransientSmtpError, send_message, send_messages
 from workers.statement_mail import STATEMENT_TEMPLATE, Attachment, statement_parts
 
 log = structlog.get_logger()
@@ -36,6 +37,8 @@ log = structlog.get_logger()
 # A pending row whose send is this late was never delivered to a worker (broker down, lost task).
 SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 1000
+# Mails claimed, rendered and sent over one SMTP connection together.
+EMAIL_BATCH = 50
 # Python's header folding drops the space between two encoded words, which turns a long
 # Russian subject's "напоминание: ваша" into "напоминание:ваша"; long lines avoid the folding.
 MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
@@ -91,29 +94,80 @@ def deliver(dedupe_key: str) -> Delivery:
         if row is None:
             return Delivery("skipped")
         row_id, template = row.id, row.template
-        if row.attempts > settings.email_max_attempts:
-            # Claimed this often without an outcome: each attempt died mid-send (crashes).
-            row.status, row.last_error = "failed", f"no outcome after {row.attempts - 1} attempts"
-            log.error("email_failed", outbox_id=row_id, template=template, error=row.last_error)
-            return Delivery("failed")
-        if not _still_wanted(session, row):
-            row.status = "canceled"
-            log.info("email_canceled", outbox_id=row_id, template=template)
-            return Delivery("canceled")
-        try:
-            message = build_message(session, row, settings)
-        except Exception as error:
-            # A template or context bug: retrying cannot help, an operator must look. (A database
-            # error cannot be recorded here; the claim rolls back and the sweep tries again.)
-            row.status, row.last_error = "failed", f"rendering: {error}"[:2000]
-            log.error("email_failed", outbox_id=row_id, template=template, error=str(error))
-            return Delivery("failed")
+        prepared = _prepare(session, row, settings)
+        if isinstance(prepared, Delivery):
+            return prepared
     try:
-        send_message(message, settings)
+        send_message(prepared, settings)
     except TransientSmtpError as error:
         return _record_failure(row_id, str(error), settings, transient=True)
     except PermanentSmtpError as error:
         return _record_failure(row_id, str(error), settings, transient=False)
+    _mark_sent(row_id, template)
+    return Delivery("sent")
+
+
+@app.task(name=SEND_DUE_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+def send_due() -> int:
+    """Send every due pending mail, a batch per claim and per SMTP connection; how many."""
+    settings = get_settings()
+    claimed = 0
+    while True:
+        batch = deliver_due(settings, EMAIL_BATCH)
+        claimed += batch
+        if batch < EMAIL_BATCH:
+            return claimed
+
+
+def deliver_due(settings: Settings, limit: int) -> int:
+    """Claim up to `limit` due mails at once, render them, send them over one connection.
+
+    Each row is claimed (`sending`, with a lease) in one commit before anything is sent, and
+    marked sent as soon as the server accepts it: a crash re-sends at most the one message
+    that was on the wire, as `deliver` does.
+    """
+    outgoing: list[tuple[EmailOutbox, EmailMessage]] = []
+    with session_scope() as session:
+        rows = _claim_due(session, limit, settings)
+        for row in rows:
+            prepared = _prepare(session, row, settings)
+            if isinstance(prepared, EmailMessage):
+                outgoing.append((row, prepared))
+    messages = [message for _row, message in outgoing]
+    for (row, _message), error in zip(outgoing, send_messages(messages, settings), strict=True):
+        if error is None:
+            _mark_sent(row.id, row.template)
+            continue
+        failure = _record_failure(
+            row.id, str(error), settings, transient=isinstance(error, TransientSmtpError)
+        )
+        if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
+            send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
+    return len(rows)
+
+
+def _prepare(session: Session, row: EmailOutbox, settings: Settings) -> EmailMessage | Delivery:
+    """The message for a claimed row, or what became of a row that must not be sent."""
+    if row.attempts > settings.email_max_attempts:
+        # Claimed this often without an outcome: each attempt died mid-send (crashes).
+        row.status, row.last_error = "failed", f"no outcome after {row.attempts - 1} attempts"
+        log.error("email_failed", outbox_id=row.id, template=row.template, error=row.last_error)
+        return Delivery("failed")
+    if not _still_wanted(session, row):
+        row.status = "canceled"
+        log.info("email_canceled", outbox_id=row.id, template=row.template)
+        return Delivery("canceled")
+    try:
+        return build_message(session, row, settings)
+    except Exception as error:
+        # A template or context bug: retrying cannot help, an operator must look. (A database
+        # error cannot be recorded here; the claim rolls back and the sweep tries again.)
+        row.status, row.last_error = "failed", f"rendering: {error}"[:2000]
+        log.error("email_failed", outbox_id=row.id, template=row.template, error=str(error))
+        return Delivery("failed")
+
+
+def _mark_sent(row_id: int, template: str) -> None:
     with session_scope() as session:
         session.execute(
             update(EmailOutbox)
@@ -121,7 +175,6 @@ def deliver(dedupe_key: str) -> Delivery:
             .values(status="sent", sent_at=utcnow(), last_error=None, updated_at=utcnow())
         )
     log.info("email_sent", outbox_id=row_id, template=template)
-    return Delivery("sent")
 
 
 def build_message(session: Session, row: EmailOutbox, settings: Settings) -> EmailMessage:
@@ -154,8 +207,12 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
 
 
 def message_id_for(dedupe_key: str, settings: Settings) -> str:
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    domain = _message_domain(settings)
     return f"<{hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def _message_domain(settings: Settings) -> str:
+    return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
 
 
 def retry_delay(attempts: int, settings: Settings) -> float:
@@ -186,6 +243,44 @@ def _claim(session: Session, dedupe_key: str, settings: Settings) -> EmailOutbox
         .returning(EmailOutbox),
         execution_options={"synchronize_session": False},
     )
+
+
+def _claim_due(session: Session, limit: int, settings: Settings) -> list[EmailOutbox]:
+    """Take up to `limit` due pending rows, skipping rows another worker is taking."""
+    now = utcnow()
+    due = (
+        select(EmailOutbox.id)
+        .where(EmailOutbox.status == "pending", EmailOutbox.send_after <= now)
+        .order_by(EmailOutbox.send_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.scalars(
+        update(EmailOutbox)
+        .where(EmailOutbox.id.in_(due.scalar_subquery()))
+        .values(
+            status="sending",
+            attempts=EmailOutbox.attempts + 1,
+            send_after=now + timedelta(seconds=settings.email_send_lease_seconds),
+            # message_id_for in SQL: in the same UPDATE, as a second UPDATE of a row this
+            # transaction changed re-checks its pledge key and waits on the webhook batch
+            # holding that pledge (a deadlock).
+            message_id=func.concat(
+                "<",
+                func.left(
+                    func.encode(
+                        func.sha256(func.convert_to(EmailOutbox.dedupe_key, "UTF8")), "hex"
+                    ),
+                    32,
+                ),
+                f"@{_message_domain(settings)}>",
+            ),
+            updated_at=now,
+        )
+        .returning(EmailOutbox),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return list(rows)
 
 
 def _still_wanted(session: Session, row: EmailOutbox) -> bool:

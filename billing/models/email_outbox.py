@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -13,7 +13,14 @@ from billing.db import Base, utcnow
 
 class EmailOutbox(Base):
     __tablename__ = "email_outbox"
-    __table_args__ = (Index("ix_email_outbox_status_send_after", "status", "send_after"),)
+    __table_args__ = (
+        Index("ix_email_outbox_status_send_after", "status", "send_after"),
+        Index(
+            "ix_email_outbox_due",
+            "send_after",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     # Built from stable ids, e.g. "receipt:in_123": the database refuses a second copy.

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -12,7 +12,10 @@ from billing.db import Base, utcnow
 
 class StripeEvent(Base):
     __tablename__ = "stripe_events"
-    __table_args__ = (Index("ix_stripe_events_status_received_at", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_stripe_events_status_received_at", "status", "received_at"),
+        Index("ix_stripe_events_pending", "id", postgresql_where=text("status = 'pending'")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -27,3 +30,5 @@ class StripeEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     handled_at: Mapped[datetime | None] = mapped_column()
+    # A pending event that failed for a passing reason is not claimed again before this.
+    run_after: Mapped[datetime | None] = mapped_column()

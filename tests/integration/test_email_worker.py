@@ -219,3 +219,17 @@ def test_mail_committed_while_the_broker_was_down_is_sent_after_the_sweep(
         assert sweep_outbox() == 1
     wait_for(lambda: outbox_row(db).status == "sent", "the swept mail to be sent")
     assert len(smtp_server.messages) == 1
+
+
+def test_batched_sends_use_the_same_message_id_as_single_sends(
+    db: Session, smtp_server: CaughtMail
+) -> None:
+    from workers.emails import deliver_due, message_id_for
+
+    key = queue_receipt(db)
+
+    assert deliver_due(get_settings(), 10) == 1
+
+    assert smtp_server.messages[0]["Message-ID"] == message_id_for(key, get_settings())
+    assert outbox_row(db).message_id == message_id_for(key, get_settings())
+    assert outbox_row(db).status == "sent"

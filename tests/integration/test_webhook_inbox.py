@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -330,3 +331,23 @@ def test_sweep_picks_events_whose_task_was_lost_and_leaves_the_rest(
 
     expected = [stored_event(db, documents[name]["id"]).id for name in ("lost", "stuck")]
     assert swept == expected
+
+
+def test_event_the_database_refuses_does_not_fail_events_stored_with_it(
+    client: TestClient, db: Session
+) -> None:
+    refused = a_paid_invoice_event()
+    refused["data"]["object"]["description"] = "\u0000"  # valid JSON, not storable as jsonb
+    good = [a_paid_invoice_event() for _ in range(4)]
+
+    def status_of(document: dict[str, object]) -> int:
+        try:
+            return post_event(client, document).status_code
+        except Exception:  # the test client re-raises the server's error
+            return 500
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        statuses = list(pool.map(status_of, [refused, *good]))
+
+    assert statuses == [500, 200, 200, 200, 200]
+    assert stored_count(db) == 4

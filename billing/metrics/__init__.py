@@ -1,0 +1,1 @@
+"""Operational figures: the work waiting in the inbox and the outbox, sends, Stripe latency."""
