@@ -47,6 +47,10 @@ def process(event_id: int, stripe: StripeReader | None = None, notify: bool = Tr
     The inbox row is locked for the whole run, so two workers given the same event take turns
     and the second finds it handled.
     """
+    with session_scope() as session:
+        row = session.get(StripeEvent, event_id, with_for_update=True)
+        if row is not None:
+            _scrub_if_erased(session, row)
     try:
         with session_scope() as session:
             row = session.get(StripeEvent, event_id, with_for_update=True)
@@ -72,11 +76,6 @@ def _apply(session: Session, row: StripeEvent, stripe: StripeReader, notify: boo
     """Run the row's handler in `session`, which holds the row locked; errors propagate."""
     handler = HANDLERS.get(row.type)
     row.attempts += 1
-    # The route stores fast, without looking readers up: news of an erased reader (a late
-    # invoice, the customer's deletion) loses their email and name here, before it is read.
-    scrubbed = scrub_if_erased(session, row.payload)
-    if scrubbed is not row.payload:
-        row.payload = scrubbed
     if handler is None:
         row.status, row.handled_at = IGNORED, utcnow()
         return Outcome(IGNORED)
@@ -121,6 +120,8 @@ def process_batch(limit: int, stripe: StripeReader | None = None) -> Batch:
         # Pledges are row-locked as events apply: taking them in one global order (by
         # subscription, then arrival) keeps concurrent batches from deadlocking each other.
         rows = sorted(rows, key=_lock_order)
+        for row in rows:
+            _scrub_if_erased(session, row)
         try:
             # The common case, every event applies: one savepoint for the whole batch.
             with session.begin_nested():
@@ -133,6 +134,15 @@ def process_batch(limit: int, stripe: StripeReader | None = None) -> Batch:
     if rows:
         log.info("stripe_events_handled", count=len(rows))
     return Batch(len(rows), retry_in)
+
+
+def _scrub_if_erased(session: Session, row: StripeEvent) -> None:
+    """The route stores fast, without looking readers up: news of an erased reader (a late
+    invoice, the customer's deletion) loses their email and name here, before any handler reads
+    it, and outside the handlers' savepoints, so a failing handler does not bring it back."""
+    scrubbed = scrub_if_erased(session, row.payload)
+    if scrubbed is not row.payload:
+        row.payload = scrubbed
 
 
 def _lock_order(row: StripeEvent) -> tuple[str, int]:

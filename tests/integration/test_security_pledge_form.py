@@ -36,6 +36,19 @@ def confirm(client: TestClient, pledge_id: str, payment_method: str | None) -> h
     return client.post(f"/v1/pledges/{pledge_id}/confirm", json=card)
 
 
+def every_setup_intent(stripe_api: httpx.Client) -> list[dict[str, Any]]:
+    """All of this run's SetupIntents in localstripe, page after page."""
+    intents: list[dict[str, Any]] = []
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if intents:
+            params["starting_after"] = intents[-1]["id"]
+        page = stripe_api.get("/v1/setup_intents", params=params).json()
+        intents += page["data"]
+        if not page.get("has_more"):
+            return intents
+
+
 @pytest.fixture
 def client_at(db: Session) -> Iterator[Any]:
     """Clients of one app seen from given addresses."""
@@ -80,8 +93,9 @@ def test_a_card_testing_script_gets_three_cards_per_pledge_and_stripe_sees_no_mo
     db.expire_all()
     pledge = db.get(Pledge, uuid.UUID(created["id"]))
     assert pledge is not None and pledge.status == "failed" and pledge.card_attempts == 3
-    intents = stripe_api.get("/v1/setup_intents", params={"limit": 100}).json()["data"]
-    tried = [i for i in intents if i["metadata"].get("pledge_id") == created["id"]]
+    tried = [
+        i for i in every_setup_intent(stripe_api) if i["metadata"].get("pledge_id") == created["id"]
+    ]
     assert len(tried) == 3 and all(i["status"] == "canceled" for i in tried)
 
 
