@@ -174,6 +174,14 @@ def pledge_created(session: Session, *, pledge: Pledge) -> None:
     )
 
 
+def pledge_cancellation_started(session: Session, *, pledge: Pledge) -> None:
+    """The reader opened the save page from Cancel: a CRM may want to reach out first."""
+    record(
+        session, event_type="pledge.cancellation_started", reader_id=pledge.reader_id,
+        data=pledge_data(pledge),
+    )  # fmt: skip
+
+
 def pledge_moved(session: Session, *, pledge: Pledge, previous_status: str) -> None:
     """After a status change: activated, paused, resumed, past due or canceled."""
     if pledge.status == previous_status:

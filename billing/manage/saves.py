@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
+from billing.endpoints import events as outgoing
 from billing.manage import service
 from billing.models import Pledge, PledgeHistory, Reader
 from billing.money import format_money, to_minor
@@ -80,6 +81,7 @@ def start_cancel(session: Session, *, pledge: Pledge) -> None:
     service.require_running(pledge)
     if _last_action(session, pledge) != CANCEL_STARTED:
         _record(session, pledge, CANCEL_STARTED)
+        outgoing.pledge_cancellation_started(session, pledge=pledge)
 
 
 def lower(

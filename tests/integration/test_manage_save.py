@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.manage.saves import months_later
-from billing.models import EmailOutbox, Pledge, PledgeHistory
+from billing.models import EmailOutbox, OutgoingEvent, Pledge, PledgeHistory
 from billing.reader_links import manage_token
 from billing.stripe_gateway import get_stripe_reader
 from tests.conftest import BrowserStripe, CaughtMail
@@ -62,6 +62,11 @@ def test_cancel_shows_the_save_page_with_every_choice_and_counts_one_start(
         assert choice in page.text
     assert save_actions(db, pledge) == ["cancel_started"]
     assert fresh(db, pledge).status == "active"
+    # The newsroom's own systems hear of it once (outgoing webhooks), so a CRM can reach out.
+    started = db.scalars(
+        select(OutgoingEvent).where(OutgoingEvent.type == "pledge.cancellation_started")
+    ).all()
+    assert [event.data["pledge"]["id"] for event in started] == [str(pledge.id)]
 
 
 def test_skipping_pauses_collection_in_stripe_until_the_day_after_the_next_payment(
