@@ -2,8 +2,6 @@
 and the charge, refund, dispute and event lists the drift check reads. Objects are shaped like
 Stripe's own fixtures; each list answers every item in one page, newest first as Stripe does."""
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +11,7 @@ from aiohttp import web
 
 from billing.settings import Settings
 from billing.stripe_gateway import StripeGateway, StripeReader
-from tests.conftest import free_port
+from tests.local_http import serving_locally
 from tests.stripe_events import fixture
 
 
@@ -54,25 +52,9 @@ def _list(url: str, items: list[dict[str, Any]]) -> web.Response:
 @contextmanager
 def serving(stripe: FakeStripe) -> Iterator[StripeReader]:
     """The fake on a free port of 127.0.0.1, and a StripeReader pointed at it."""
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", stripe.handle)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        settings = Settings(
-            stripe_api_key="sk_test_fake", stripe_api_base=f"http://127.0.0.1:{port}"
-        )
+    with serving_locally(stripe.handle) as url:
+        settings = Settings(stripe_api_key="sk_test_fake", stripe_api_base=url)
         yield StripeReader(StripeGateway(settings))
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
 
 
 def payout(payout_id: str, amount: int, *, status: str = "paid", currency: str = "eur",

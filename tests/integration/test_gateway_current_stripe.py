@@ -6,7 +6,6 @@ fixtures: the invoice has `confirmation_secret` and no `payment_intent` field.
 
 import copy
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from aiohttp import web
 
 from billing.settings import Settings
 from billing.stripe_gateway import API_VERSION, StripeGateway
-from tests.conftest import free_port
+from tests.local_http import serving_locally
 
 FIXTURES = json.loads(
     (Path(__file__).resolve().parents[2] / "webhooks" / "stripe_objects.json").read_text()
@@ -65,31 +64,10 @@ def _error(message: str, status: int = 400) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def serve(stripe: CurrentStripe) -> Iterator[str]:
-    import asyncio
-
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", stripe.handle)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-
 @pytest.fixture
 def requires_action() -> Iterator[tuple[CurrentStripe, StripeGateway]]:
     stripe = CurrentStripe("requires_action", None)
-    for url in serve(stripe):
+    with serving_locally(stripe.handle) as url:
         yield stripe, StripeGateway(Settings(stripe_api_key="sk_test_x", stripe_api_base=url))
 
 
@@ -97,7 +75,7 @@ def requires_action() -> Iterator[tuple[CurrentStripe, StripeGateway]]:
 def declined() -> Iterator[tuple[CurrentStripe, StripeGateway]]:
     error = {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}
     stripe = CurrentStripe("requires_payment_method", error)
-    for url in serve(stripe):
+    with serving_locally(stripe.handle) as url:
         yield stripe, StripeGateway(Settings(stripe_api_key="sk_test_x", stripe_api_base=url))
 
 
