@@ -225,25 +225,35 @@ def stripe_api(test_environment: dict[str, str]) -> httpx.Client:
     )
 
 
-@pytest.fixture
-def celery_worker_process(test_environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process on this run's queue, stopped after the test."""
+def start_worker(environment: dict[str, str], concurrency: int = 2) -> subprocess.Popen[bytes]:
+    """A real Celery worker process on this run's queue, as `pledges worker` runs it."""
     command = [
         sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
+        "--pool=threads", f"--concurrency={concurrency}", "--loglevel=WARNING",
         "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-Q", test_environment["CELERY_QUEUE"],
+        "-Q", environment["CELERY_QUEUE"],
     ]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, **test_environment})
-    try:
-        yield process
-    finally:
+    return subprocess.Popen(command, env={**os.environ, **environment})
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def celery_worker_process(test_environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on this run's queue, stopped after the test."""
+    process = start_worker(test_environment)
+    try:
+        yield process
+    finally:
+        stop_worker(process)
 
 
 class CaughtMail:

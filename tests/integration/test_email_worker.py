@@ -1,9 +1,7 @@
 """The outbox through a real Celery worker and a real SMTP server: duplicates, outages, crashes."""
 
 import asyncio
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ from billing.db import utcnow
 from billing.models import EmailOutbox
 from billing.settings import get_settings
 from billing.task_queue import send_task
-from tests.conftest import REDIS_URL, CaughtMail, free_port
+from tests.conftest import REDIS_URL, CaughtMail, free_port, start_worker, stop_worker
 from tests.ledger_rows import make_payment, make_pledge, make_reader
 from workers.emails import sweep_outbox
 
@@ -71,25 +69,6 @@ def worker_settings(
     get_settings.cache_clear()
 
 
-def start_worker(environment: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
-        "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-Q", environment["CELERY_QUEUE"],
-    ]  # fmt: skip
-    return subprocess.Popen(command, env={**os.environ, **environment})
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_invoice_paid_three_times_and_its_task_redelivered_sends_one_receipt(
     db: Session,
     smtp_server: CaughtMail,
@@ -136,7 +115,7 @@ def test_smtp_server_down_for_the_first_attempts_delivers_later_once(
         server.start()
         wait_for(lambda: outbox_row(db).status == "sent", "delivery once SMTP is back")
     finally:
-        stop(worker)
+        stop_worker(worker)
         server.stop()
         worker_settings.pop("SMTP_HOST"), worker_settings.pop("SMTP_PORT")
 
@@ -184,9 +163,9 @@ def test_worker_killed_mid_send_delivers_one_mail_after_restart(
         wait_for(lambda: sweep_outbox() > 0, "the lease to expire", timeout=15)
         wait_for(lambda: outbox_row(db).status == "sent", "delivery after the restart")
     finally:
-        stop(first_worker)
+        stop_worker(first_worker)
         if second_worker is not None:
-            stop(second_worker)
+            stop_worker(second_worker)
         server.stop()
         worker_settings.pop("SMTP_HOST"), worker_settings.pop("SMTP_PORT")
 

@@ -1,9 +1,7 @@
 """Outgoing webhooks through a real Celery worker: order per reader, and at least once when the
 worker is killed mid-delivery."""
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -16,7 +14,7 @@ from billing.endpoints import events as outgoing
 from billing.endpoints.service import add_endpoint
 from billing.models import WebhookDelivery
 from billing.settings import get_settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, start_worker, stop_worker
 from tests.ledger_rows import make_reader
 from tests.outgoing_receiver import Receiver, running
 from workers.outgoing import sweep_deliveries
@@ -53,25 +51,6 @@ def worker_settings(
     get_settings.cache_clear()
 
 
-def start_worker(environment: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool=threads", "--concurrency=4", "--loglevel=WARNING",
-        "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-Q", environment["CELERY_QUEUE"],
-    ]  # fmt: skip
-    return subprocess.Popen(command, env={**os.environ, **environment})
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def statuses(db: Session) -> list[str]:
     db.expire_all()
     rows = list(db.scalars(select(WebhookDelivery.status).order_by(WebhookDelivery.id)))
@@ -92,11 +71,13 @@ def test_a_readers_later_events_wait_while_an_earlier_one_is_retried(
             outgoing.reader_updated(db, reader=reader, changed=[field])
             db.commit()  # three transactions, as three ledger changes would be
         # A retry slow enough that, unordered, the later two would certainly overtake it.
-        worker = start_worker({**worker_settings, "OUTGOING_WEBHOOK_RETRY_BASE_SECONDS": "3"})
+        worker = start_worker(
+            {**worker_settings, "OUTGOING_WEBHOOK_RETRY_BASE_SECONDS": "3"}, concurrency=4
+        )
         try:
             wait_for(lambda: statuses(db) == ["succeeded"] * 3, "every delivery")
         finally:
-            stop(worker)
+            stop_worker(worker)
 
     changed = [event["data"]["reader"]["changed"] for event in receiver.events()]  # type: ignore[index]
     # The first attempt of "email" failed; "name" and "locale" waited for its retry.
@@ -112,7 +93,7 @@ def test_worker_killed_mid_delivery_delivers_again_with_the_same_webhook_id(
         added = add_endpoint(db, get_settings(), url=receiver.url, event_types="*")
         outgoing.reader_updated(db, reader=make_reader(db), changed=["email"])
         db.commit()
-        first = start_worker(worker_settings)
+        first = start_worker(worker_settings, concurrency=4)
         second: subprocess.Popen[bytes] | None = None
         try:
             wait_for(lambda: receiver.count() == 1, "the worker to be mid-delivery")
@@ -120,14 +101,14 @@ def test_worker_killed_mid_delivery_delivers_again_with_the_same_webhook_id(
             first.wait()
             assert statuses(db) == ["delivering"]
 
-            second = start_worker(worker_settings)
+            second = start_worker(worker_settings, concurrency=4)
             # The periodic sweep hands the delivery out again once the dead worker's lease ends.
             wait_for(lambda: sweep_deliveries() > 0, "the lease to run out", timeout=20)
             wait_for(lambda: statuses(db) == ["succeeded"], "the delivery after the restart")
         finally:
-            stop(first)
+            stop_worker(first)
             if second is not None:
-                stop(second)
+                stop_worker(second)
 
     assert receiver.count() == 2
     ids = {request.headers["webhook-id"] for request in receiver.requests}

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from billing.db import reset_caches
 from billing.models import EmailOutbox, Payment, StripeEvent
 from billing.task_queue import producer
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import REDIS_URL, free_port, start_worker, stop_worker
 from tests.stripe_events import event, invoice, make_pledge, new_id, post_event, stored_event
 from webhooks.tasks import sweep_events
 
@@ -41,25 +40,6 @@ def count(db: Session, model: type[Any]) -> int:
 def statuses(db: Session) -> list[str]:
     db.expire_all()
     return list(db.scalars(select(StripeEvent.status).order_by(StripeEvent.id)))
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "--pool=threads", "--concurrency=2", "--loglevel=WARNING",
-        "--without-heartbeat", "--without-gossip", "--without-mingle", "-Q", env["CELERY_QUEUE"],
-    ]  # fmt: skip
-    return subprocess.Popen(command, env={**os.environ, **env})
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -136,7 +116,7 @@ def test_worker_killed_mid_handler_processes_the_event_once_after_restart(
         assert sweep_events() == 1
         wait_until(lambda: statuses(db) == ["handled"], what="the swept event")
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert count(db, Payment) == 1
     assert stored_event(db, paid["id"]).attempts == 1
 
@@ -162,7 +142,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            stop(self.process)
+            stop_worker(self.process)
             self.process = None
 
     def _answers(self) -> bool:
@@ -213,7 +193,7 @@ def test_events_arriving_while_the_broker_is_down_are_processed_when_it_returns(
         assert sweep_events() == 3
         wait_until(lambda: statuses(db) == ["handled"] * 3, timeout=60, what="the events")
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert count(db, Payment) == 3
 
 
@@ -233,5 +213,5 @@ def test_event_about_an_object_not_known_yet_is_retried_until_it_applies(
 
         wait_until(lambda: statuses(db) == ["handled"], what="a retry that applies")
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert count(db, Payment) == 1
