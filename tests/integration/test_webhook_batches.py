@@ -13,13 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.models import EmailOutbox, Payment, StripeEvent
-from tests.conftest import REDIS_URL, CaughtMail
-from tests.integration.test_webhook_worker import (
-    backend_waiting_on_a_lock,
-    start_worker,
-    stop,
-    wait_until,
-)
+from tests.conftest import REDIS_URL, CaughtMail, start_worker, stop_worker
+from tests.integration.test_webhook_worker import backend_waiting_on_a_lock, wait_until
 from tests.stripe_events import event, invoice, make_pledge, new_id, post_event
 
 EVENTS = 30
@@ -96,7 +91,7 @@ def test_worker_killed_mid_batch_applies_every_event_once_and_queues_every_recei
         wait_until(lambda: all_handled(db), timeout=60, what="every event handled")
         applied_once(db, invoice_ids, smtp_server)
     finally:
-        stop(worker)
+        stop_worker(worker)
 
 
 def test_two_workers_share_a_backlog_and_apply_each_event_once(
@@ -111,4 +106,4 @@ def test_two_workers_share_a_backlog_and_apply_each_event_once(
         applied_once(db, invoice_ids, smtp_server)
     finally:
         for worker in workers:
-            stop(worker)
+            stop_worker(worker)
