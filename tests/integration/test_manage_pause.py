@@ -17,7 +17,8 @@ from billing.models import EmailOutbox, Pledge, Reader
 from billing.reader_links import manage_token
 from billing.settings import Settings
 from billing.stripe_gateway import API_VERSION, StripeGateway, get_gateway
-from tests.integration.test_gateway_current_stripe import FIXTURES, serve
+from tests.integration.test_gateway_current_stripe import FIXTURES
+from tests.local_http import serving_locally
 
 
 class PausableStripe:
@@ -46,14 +47,13 @@ class PausableStripe:
 @pytest.fixture
 def pausable(client: TestClient) -> Iterator[PausableStripe]:
     stripe = PausableStripe()
-    server = serve(stripe)  # type: ignore[arg-type]
-    gateway = StripeGateway(Settings(stripe_api_key="sk_test_x", stripe_api_base=next(server)))
-    client.app.dependency_overrides[get_gateway] = lambda: gateway  # type: ignore[attr-defined]
-    try:
-        yield stripe
-    finally:
-        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
-        server.close()  # runs serve's cleanup
+    with serving_locally(stripe.handle) as url:
+        gateway = StripeGateway(Settings(stripe_api_key="sk_test_x", stripe_api_base=url))
+        client.app.dependency_overrides[get_gateway] = lambda: gateway  # type: ignore[attr-defined]
+        try:
+            yield stripe
+        finally:
+            client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
 
 
 def active_pledge(db: Session, **fields: Any) -> Pledge:
