@@ -6,6 +6,7 @@ While a row is `sending`, `send_after` is the end of that claim's lease: a redel
 leaves it alone, and only after a crashed worker's lease runs out does the sweep send it again.
 """
 
+import binascii
 import email.policy
 import hashlib
 import random
@@ -13,12 +14,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 
 import structlog
 from celery import Task
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import get_engine, session_scope, utcnow
@@ -41,9 +44,33 @@ SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 1000
 # Mails claimed, rendered and sent over one SMTP connection together.
 EMAIL_BATCH = 50
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard registry makes a new class for every header it parses, a third of the time
+    it takes to build a mail; one class per header name serves every mail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+
 # Python's header folding drops the space between two encoded words, which turns a long
 # Russian subject's "напоминание: ваша" into "напоминание:ваша"; long lines avoid the folding.
-MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
+
+
+@lru_cache(maxsize=64)
+def _parsed(name: str, value: str) -> BaseHeader:
+    """A header that every mail repeats (sender, language), parsed once: header objects are
+    immutable, and a message takes one as it is."""
+    return MESSAGE_POLICY.header_factory(name, value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -214,12 +241,16 @@ def _outcomes() -> Iterator[Connection]:
             connection.exec_driver_sql("RESET synchronous_commit")
 
 
+# Built once: building the statement took longer than running it, once per mail.
+_MARK_SENT = (
+    update(EmailOutbox)
+    .where(EmailOutbox.id == bindparam("row_id"), EmailOutbox.status == "sending")
+    .values(status="sent", sent_at=bindparam("now"), last_error=None, updated_at=bindparam("now"))
+)
+
+
 def _mark_sent(connection: Connection, row_id: int, template: str) -> None:
-    connection.execute(
-        update(EmailOutbox)
-        .where(EmailOutbox.id == row_id, EmailOutbox.status == "sending")
-        .values(status="sent", sent_at=utcnow(), last_error=None, updated_at=utcnow())
-    )
+    connection.execute(_MARK_SENT, {"row_id": row_id, "now": utcnow()})
     log.info("email_sent", outbox_id=row_id, template=template)
 
 
@@ -231,25 +262,38 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
         context = {**context, **extra}
     rendered = render_email(row.template, row.locale, context)
     message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = settings.mail_from
+    message["From"] = _parsed("From", settings.mail_from)
     message["To"] = row.to_email
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(utcnow())
     # The same id on every attempt, so a receiving system can drop a copy sent twice.
     message["Message-ID"] = row.message_id or message_id_for(row.dedupe_key, settings)
-    message["Auto-Submitted"] = "auto-generated"
+    message["Auto-Submitted"] = _parsed("Auto-Submitted", "auto-generated")
     if settings.newsroom_support_email:
-        message["Reply-To"] = settings.newsroom_support_email
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+        message["Reply-To"] = _parsed("Reply-To", settings.newsroom_support_email)
+    message["MIME-Version"] = _parsed("MIME-Version", "1.0")
+    message["Content-Type"] = _parsed("Content-Type", "multipart/alternative")
+    message.attach(_text_part(rendered.text, "plain"))
+    message.attach(_text_part(rendered.html, "html"))
     for attachment in attachments:
         message.add_attachment(
             attachment.content, maintype=attachment.maintype, subtype=attachment.subtype,
             filename=attachment.filename,
         )  # fmt: skip
-    # After the body: set_content drops every Content-* header set before it.
-    message["Content-Language"] = pick_locale(row.locale)
+    # After the attachments: making the message multipart/mixed moves every Content-* header
+    # set before into the inner part.
+    message["Content-Language"] = _parsed("Content-Language", pick_locale(row.locale))
     return message
+
+
+def _text_part(text: str, subtype: str) -> EmailMessage:
+    """A UTF-8 part in quoted-printable, as set_content makes it, but a few times faster: its
+    headers are parsed once for every mail, and the encoding is the C one."""
+    part = EmailMessage(policy=MESSAGE_POLICY)
+    part["Content-Type"] = _parsed("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part["Content-Transfer-Encoding"] = _parsed("Content-Transfer-Encoding", "quoted-printable")
+    part.set_payload(binascii.b2a_qp(text.encode(), istext=True).decode("ascii"))
+    return part
 
 
 def message_id_for(dedupe_key: str, settings: Settings) -> str:
