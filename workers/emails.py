@@ -11,6 +11,7 @@ import email.policy
 import hashlib
 import random
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -139,23 +140,44 @@ def deliver(dedupe_key: str) -> Delivery:
 
 @app.task(name=SEND_DUE_TASK, acks_late=True)  # type: ignore[untyped-decorator]
 def send_due() -> int:
-    """Send every due pending mail, a batch per claim and per SMTP connection; how many."""
+    """Send every due pending mail, a batch per claim and per SMTP connection; how many.
+
+    While one batch is on the wire, a second thread claims and renders the next: rendering
+    keeps a core busy, and sending mostly waits for the SMTP server and the database.
+    """
     settings = get_settings()
     claimed = 0
-    while True:
-        batch = deliver_due(settings, EMAIL_BATCH)
-        claimed += batch
-        if batch < EMAIL_BATCH:
-            return claimed
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-mail") as renderer:
+        batch = _claim_batch(settings, EMAIL_BATCH)
+        while True:
+            upcoming = (
+                renderer.submit(_claim_batch, settings, EMAIL_BATCH)
+                if batch.claimed == EMAIL_BATCH
+                else None
+            )
+            _send_batch(batch, settings)
+            claimed += batch.claimed
+            if upcoming is None:
+                return claimed
+            batch = upcoming.result()
 
 
 def deliver_due(settings: Settings, limit: int) -> int:
-    """Claim up to `limit` due mails at once, render them, send them over one connection.
+    """Claim up to `limit` due mails at once, render them, send them over one connection."""
+    batch = _claim_batch(settings, limit)
+    _send_batch(batch, settings)
+    return batch.claimed
 
-    Each row is claimed (`sending`, with a lease) in one commit before anything is sent, and
-    marked sent as soon as the server accepts it: a crash re-sends at most the one message
-    that was on the wire, as `deliver` does.
-    """
+
+@dataclass(frozen=True)
+class _Batch:
+    claimed: int
+    outgoing: list[tuple[EmailOutbox, EmailMessage]]
+
+
+def _claim_batch(settings: Settings, limit: int) -> _Batch:
+    """Up to `limit` due mails, claimed (`sending`, with a lease) and committed before anything
+    is sent, with their messages; rows that must not go out are settled in the same commit."""
     outgoing: list[tuple[EmailOutbox, EmailMessage]] = []
     with session_scope() as session:
         rows = _claim_due(session, limit, settings)
@@ -166,11 +188,17 @@ def deliver_due(settings: Settings, limit: int) -> int:
             if isinstance(prepared, EmailMessage):
                 outgoing.append((row, prepared))
         del ledger
-    if not outgoing:
-        return len(rows)
-    messages = [message for _row, message in outgoing]
+    return _Batch(len(rows), outgoing)
+
+
+def _send_batch(batch: _Batch, settings: Settings) -> None:
+    """Send over one connection, each mail marked sent as soon as the server accepts it: a
+    crash re-sends at most the one message that was on the wire, as `deliver` does."""
+    if not batch.outgoing:
+        return
+    messages = [message for _row, message in batch.outgoing]
     with _outcomes() as connection:
-        sent = zip(outgoing, send_messages(messages, settings), strict=True)
+        sent = zip(batch.outgoing, send_messages(messages, settings), strict=True)
         for (row, _message), error in sent:
             if error is None:
                 _mark_sent(connection, row.id, row.template)
@@ -180,7 +208,6 @@ def deliver_due(settings: Settings, limit: int) -> int:
             )
             if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
                 send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
-    return len(rows)
 
 
 def _load_ledger(session: Session, rows: Sequence[EmailOutbox]) -> list[object]:
