@@ -20,11 +20,10 @@ from collections.abc import Callable
 
 import httpx
 import psycopg
-import stripe
 
 from billing.dev import wait_for_port
 from billing.migrate import upgrade
-from billing.stripe_gateway import API_VERSION
+from billing.stripe_gateway import stripe_client
 from tests.conftest import BrowserStripe, free_port
 
 ADMIN_URL = os.environ.get(
@@ -99,17 +98,20 @@ def main() -> None:
 
 def run(api: str, stripe_base: str, rounds: int) -> None:
     browser = BrowserStripe(stripe_base, "pk_test_bench")
-    client = stripe.StripeClient(
-        "sk_test_bench", stripe_version=API_VERSION, base_addresses={"api": stripe_base}
-    )
+    # Configured as the gateway configures its own: the same HTTP client, version, retries.
+    client = stripe_client("sk_test_bench", stripe_base)
     http = httpx.Client(base_url=api, timeout=30)
     ours: dict[str, list[float]] = {"create": [], "confirm": [], "both": []}
     bare: dict[str, list[float]] = {"create": [], "confirm": [], "both": []}
 
     def through_api(index: int) -> tuple[float, float]:
         body = {"email": f"bench{index}@example.org", "amount": 500, "currency": "eur"}
+        # As the widget sends it: a retried click must not make a second pledge.
+        key = {"Idempotency-Key": uuid.uuid4().hex}
         created: dict[str, str] = {}
-        create = timed(lambda: created.update(http.post("/v1/pledges", json=body).json()))
+        create = timed(
+            lambda: created.update(http.post("/v1/pledges", json=body, headers=key).json())
+        )
         card = {"payment_method": browser.create_payment_method("4242424242424242")}
         confirmed: dict[str, str] = {}
         confirm = timed(
