@@ -90,6 +90,10 @@ class RedactSecrets(logging.Filter):
 
 
 STDLIB_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error", "celery", "")
+# Libraries that log every HTTP request they make at INFO: three lines per Stripe call (two from
+# stripe, one from httpx) that say nothing /metrics does not, and whose formatting and redaction
+# cost more than our own work on a pledge. Their warnings and errors still show.
+CHATTY_LOGGERS = ("stripe", "httpx", "httpcore")
 
 
 def redact_stdlib_logs() -> None:
@@ -104,6 +108,8 @@ def redact_stdlib_logs() -> None:
 
 def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
