@@ -73,10 +73,10 @@ MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_He
 ALTERNATIVE = 'multipart/alternative; boundary="=_reader-pledges-alternative"'
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1024)
 def _parsed(name: str, value: str) -> BaseHeader:
-    """A header that every mail repeats (sender, language), parsed once: header objects are
-    immutable, and a message takes one as it is."""
+    """A header that mails repeat (sender, language, a template's subject, the second they are
+    built in), parsed once: header objects are immutable, and a message takes one as it is."""
     return MESSAGE_POLICY.header_factory(name, value)  # type: ignore[no-any-return]
 
 
@@ -297,8 +297,8 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = _parsed("From", settings.mail_from)
     message["To"] = row.to_email
-    message["Subject"] = rendered.subject
-    message["Date"] = format_datetime(utcnow())
+    message["Subject"] = _parsed("Subject", rendered.subject)
+    message["Date"] = _parsed("Date", format_datetime(utcnow()))
     # The same id on every attempt, so a receiving system can drop a copy sent twice.
     message["Message-ID"] = row.message_id or message_id_for(row.dedupe_key, settings)
     message["Auto-Submitted"] = _parsed("Auto-Submitted", "auto-generated")
