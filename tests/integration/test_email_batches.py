@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import notifications
-from billing.db import reset_caches, utcnow
+from billing.db import utcnow
 from billing.models import EmailOutbox
 from billing.settings import get_settings
-from tests.conftest import free_port
+from tests.conftest import serving_smtp
 from tests.ledger_rows import make_payment, make_pledge, make_reader
 from workers import emails
 
@@ -54,18 +53,8 @@ def refusing_smtp(
     test_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RefusingMail]:
     caught = RefusingMail()
-    port = free_port()
-    controller = Controller(caught, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(port))
-    reset_caches()
-    try:
+    with serving_smtp(caught, test_environment, monkeypatch):
         yield caught
-    finally:
-        controller.stop()
-        monkeypatch.undo()
-        reset_caches()
 
 
 def queue_receipts(db: Session, *addresses: str) -> list[str]:
