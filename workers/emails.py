@@ -11,7 +11,7 @@ import email.policy
 import hashlib
 import random
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -198,22 +198,36 @@ def _claim_batch(settings: Settings, limit: int) -> _Batch:
 
 
 def _send_batch(batch: _Batch, settings: Settings) -> None:
-    """Send over one connection, each mail marked sent as soon as the server accepts it: a
-    crash re-sends at most the one message that was on the wire, as `deliver` does."""
+    """Send over one connection, each mail marked sent once the server accepts it.
+
+    The mark is written by a second thread while the next mail's envelope goes out, and that
+    mail is handed over (DATA) only once the mark is committed: a crash re-sends at most the
+    one message the server took last, as `deliver` does.
+    """
     if not batch.outgoing:
         return
     messages = [message for _row, message in batch.outgoing]
-    with _outcomes() as connection:
-        sent = zip(batch.outgoing, send_messages(messages, settings), strict=True)
+    marks: list[Future[None]] = []
+
+    def marked() -> None:
+        while marks:
+            marks.pop().result()
+
+    with (
+        _outcomes() as connection,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="mark-sent") as marker,
+    ):
+        sent = zip(batch.outgoing, send_messages(messages, settings, marked), strict=True)
         for (row, _message), error in sent:
             if error is None:
-                _mark_sent(connection, row.id, row.template)
+                marks.append(marker.submit(_mark_sent, connection, row.id, row.template))
                 continue
             failure = _record_failure(
                 row.id, str(error), settings, transient=isinstance(error, TransientSmtpError)
             )
             if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
                 send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
+        marked()
 
 
 def _load_ledger(session: Session, rows: Sequence[EmailOutbox]) -> list[object]:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import notifications
-from billing.db import utcnow
+from billing.db import get_engine, utcnow
 from billing.models import EmailOutbox
 from billing.settings import get_settings
 from tests.conftest import serving_smtp
@@ -140,3 +140,35 @@ def test_send_due_sends_every_batch_once_while_rendering_the_next(
     # Three batches (2, 2, 1), each over a connection of its own.
     assert len(refusing_smtp.connections) == 3
     assert set(statuses(db).values()) == {"sent"}
+
+
+class CheckingMail(RefusingMail):
+    """Notes, as each message is handed over, which mails the outbox already has as sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_before: list[set[str]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with get_engine().connect() as connection:
+            sent = connection.scalars(
+                select(EmailOutbox.to_email).where(EmailOutbox.status == "sent")
+            ).all()
+        self.sent_before.append(set(sent))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_each_mail_is_handed_over_only_once_the_one_before_is_marked_sent(
+    db: Session, test_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addresses = [f"reader{number}@example.org" for number in range(4)]
+    queue_receipts(db, *addresses)
+    checking = CheckingMail()
+
+    with serving_smtp(checking, test_environment, monkeypatch):
+        assert emails.deliver_due(get_settings(), 10) == 4
+
+    handed_over = [str(message["To"]) for message in checking.messages]
+    # The mark of each mail is written while the next one's envelope goes out, and committed
+    # before that one's DATA: a crash can leave at most the last mail taken unmarked.
+    assert checking.sent_before == [set(handed_over[:index]) for index in range(4)]
