@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 
+import orjson
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import DateTime, MetaData, create_engine
 from sqlalchemy.engine import Engine, make_url
@@ -70,6 +71,8 @@ def build_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=20,
         connect_args={"options": "-c timezone=UTC"},
+        # A batch of webhook events is a few hundred KB of JSONB to parse.
+        json_deserializer=orjson.loads,
     )
 
 

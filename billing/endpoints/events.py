@@ -8,6 +8,7 @@ name are added at delivery time, and only for endpoints allowed to receive them.
 
 import fnmatch
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -54,28 +55,43 @@ def record(
     session: Session, *, event_type: str, reader_id: uuid.UUID | None, data: dict[str, Any]
 ) -> None:
     """Store the event and queue it for every enabled endpoint that wants this type."""
-    assert event_type in EVENT_TYPES, event_type
+    record_many(session, [(event_type, reader_id, data)])
+
+
+def record_many(
+    session: Session, events: Sequence[tuple[str, uuid.UUID | None, dict[str, Any]]]
+) -> None:
+    """`record` for (type, reader, data) triples, in one INSERT: a batch of renewals."""
+    if not events:
+        return
     now = utcnow()
-    event_row_id = session.scalar(
-        insert(OutgoingEvent)
-        .values(
-            event_id=f"evt_{uuid.uuid4().hex}",
-            type=event_type,
-            version=VERSION,
-            reader_id=reader_id,
-            data=data,
-            occurred_at=now,
+    rows = []
+    for event_type, reader_id, data in events:
+        assert event_type in EVENT_TYPES, event_type
+        rows.append(
+            {
+                "event_id": f"evt_{uuid.uuid4().hex}",
+                "type": event_type,
+                "version": VERSION,
+                "reader_id": reader_id,
+                "data": data,
+                "occurred_at": now,
+            }
         )
-        .returning(OutgoingEvent.id)
-    )
+    row_ids = session.scalars(
+        insert(OutgoingEvent).returning(OutgoingEvent.id, sort_by_parameter_order=True), rows
+    ).all()
     endpoints = session.execute(
         select(Endpoint.id, Endpoint.event_types).where(Endpoint.status == "enabled")
     ).all()
-    wanted = [endpoint_id for endpoint_id, patterns in endpoints if matches(patterns, event_type)]
-    assert event_row_id is not None
     queue_deliveries(
         session,
-        [(endpoint_id, event_row_id, reader_id) for endpoint_id in wanted],
+        [
+            (endpoint_id, row_id, reader_id)
+            for row_id, (event_type, reader_id, _data) in zip(row_ids, events, strict=True)
+            for endpoint_id, patterns in endpoints
+            if matches(patterns, event_type)
+        ],
         replay=False,
     )
 
