@@ -202,7 +202,7 @@ class Settings(BaseSettings):
     webhook_sweep_after_seconds: int = Field(default=60, ge=0)
     # Events a worker claims and commits together: fewer commits and round trips per event,
     # while a batch's locks (and a crash's rollback) stay small.
-    webhook_batch_size: int = Field(default=100, ge=1, le=1000)
+    webhook_batch_size: int = Field(default=500, ge=1, le=1000)
     # Where the widget loads Stripe.js; derived from STRIPE_API_BASE (localstripe) when unset.
     stripe_js_url: str | None = None
 
