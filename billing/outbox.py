@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_rows, utcnow
 from billing.models import EmailOutbox
 from billing.task_queue import enqueue_after_commit
 
@@ -80,11 +79,11 @@ def queue_emails(session: Session, emails: Sequence[dict[str, Any]]) -> int:
     if not emails:
         return 0
     statement = (
-        insert(EmailOutbox)
+        insert_rows(EmailOutbox, emails)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(EmailOutbox.id)
     )
-    return len(session.execute(statement, list(emails)).all())
+    return len(session.execute(statement).all())
 
 
 def cancel_pending(session: Session, *, pledge_id: uuid.UUID, key_prefix: str) -> int:

@@ -14,11 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from billing import notifications
-from billing.db import utcnow
+from billing.db import insert_rows, utcnow
 from billing.endpoints import events as outgoing
 from billing.models import Payment, Pledge, PledgeStatus, Reader, StripeEvent
 from billing.stripe_gateway import StripeReader
@@ -106,9 +105,11 @@ def apply(
                 pledge.current_period_end is None or period_end > pledge.current_period_end
             ):
                 pledge.current_period_end = period_end
-    payments = session.scalars(
-        insert(Payment).returning(Payment, sort_by_parameter_order=True), new_payments
-    ).all()
+    by_invoice = {
+        payment.stripe_invoice_id: payment
+        for payment in session.scalars(insert_rows(Payment, new_payments).returning(Payment))
+    }
+    payments = [by_invoice[row["stripe_invoice_id"]] for row in new_payments]
     readers = {pledge.id: (pledge, reader) for pledge, reader in pledges.values()}
     outgoing.record_many(
         session,

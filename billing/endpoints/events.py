@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_rows, utcnow
 from billing.models import OutgoingEvent, Payment, Pledge, PledgeStatus, Reader, WebhookDelivery
 from billing.models import WebhookEndpoint as Endpoint
 from billing.task_queue import enqueue_after_commit
@@ -65,30 +65,32 @@ def record_many(
     if not events:
         return
     now = utcnow()
-    rows = []
-    for event_type, reader_id, data in events:
-        assert event_type in EVENT_TYPES, event_type
-        rows.append(
-            {
-                "event_id": f"evt_{uuid.uuid4().hex}",
-                "type": event_type,
-                "version": VERSION,
-                "reader_id": reader_id,
-                "data": data,
-                "occurred_at": now,
-            }
-        )
-    row_ids = session.scalars(
-        insert(OutgoingEvent).returning(OutgoingEvent.id, sort_by_parameter_order=True), rows
-    ).all()
+    event_ids = [f"evt_{uuid.uuid4().hex}" for _ in events]
+    rows = [
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "version": VERSION,
+            "reader_id": reader_id,
+            "data": data,
+            "occurred_at": now,
+        }
+        for event_id, (event_type, reader_id, data) in zip(event_ids, events, strict=True)
+    ]
+    assert all(event_type in EVENT_TYPES for event_type, _, _ in events), events
+    row_ids = dict(
+        session.execute(
+            insert_rows(OutgoingEvent, rows).returning(OutgoingEvent.event_id, OutgoingEvent.id)
+        ).all()
+    )
     endpoints = session.execute(
         select(Endpoint.id, Endpoint.event_types).where(Endpoint.status == "enabled")
     ).all()
     queue_deliveries(
         session,
         [
-            (endpoint_id, row_id, reader_id)
-            for row_id, (event_type, reader_id, _data) in zip(row_ids, events, strict=True)
+            (endpoint_id, row_ids[event_id], reader_id)
+            for event_id, (event_type, reader_id, _data) in zip(event_ids, events, strict=True)
             for endpoint_id, patterns in endpoints
             if matches(patterns, event_type)
         ],
