@@ -139,17 +139,17 @@ class Plural(Message):
     """A Message whose words depend on a count (`%(num)d`): Russian has three forms, not two."""
 
     plural: str
-    count: int
+    number: int
 
-    def __new__(cls, singular: str, plural: str, count: int, /, **params: Param) -> "Plural":
-        params = {"num": count, **params}
-        english = singular if count == 1 else plural
+    def __new__(cls, singular: str, plural: str, number: int, /, **params: Param) -> "Plural":
+        params = {"num": number, **params}
+        english = singular if number == 1 else plural
         text = str.__new__(cls, _fill(english, params, SOURCE_LANGUAGE))
-        text.msgid, text.plural, text.count, text.params = singular, plural, count, params
+        text.msgid, text.plural, text.number, text.params = singular, plural, number, params
         return text
 
     def words(self, catalog: gettext.NullTranslations) -> str:
-        return catalog.ngettext(self.msgid, self.plural, self.count)
+        return catalog.ngettext(self.msgid, self.plural, self.number)
 
 
 def _fill(text: str, params: Mapping[str, Param], language: str) -> str:
@@ -205,10 +205,15 @@ def install(environment: Environment, language: str) -> Environment:
     environment.filters["money"] = lambda minor, currency: format_money(minor, currency, language)
     environment.filters["day"] = lambda moment: format_day(moment, language)
     environment.filters["translated"] = lambda text: translate(text, language)
-    environment.filters["pledge_status"] = lambda status: translate(
-        PLEDGE_STATUS_WORDS.get(status, status), language
+    environment.filters["pledge_status"] = lambda status: _status(
+        PLEDGE_STATUS_WORDS, status, language
     )
-    environment.filters["payment_status"] = lambda status: translate(
-        PAYMENT_STATUS_WORDS.get(status, status), language
+    environment.filters["payment_status"] = lambda status: _status(
+        PAYMENT_STATUS_WORDS, status, language
     )
     return environment
+
+
+def _status(words: Mapping[str, Message], status: str, language: str) -> str:
+    """A status we have no words for is shown as the ledger spells it, not hidden."""
+    return translate(words[status], language) if status in words else status

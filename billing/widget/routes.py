@@ -68,7 +68,9 @@ def widget_msgids() -> frozenset[str]:
     """Every `_("…")` text in widget.js, found the way `pybabel extract` finds it."""
     with (HERE / "static" / "widget.js").open("rb") as source:
         found = extract("javascript", source)
-        return frozenset(message for _line, message, _notes, _context in found)
+        return frozenset(
+            message for _line, message, _notes, _context in found if isinstance(message, str)
+        )
 
 
 @lru_cache(maxsize=16)
