@@ -51,7 +51,7 @@ def _statement_for(
         statement = service.build_statement(session, settings, reader=found[1], year=year)
     except service.StatementError as error:
         return JSONResponse(
-            {"message": translate(error.message, found[0].locale), "detail": []},
+            {"message": translate(error.message, found[1].locale), "detail": []},
             status_code=error.status_code, headers=PAGE_HEADERS,
         )  # fmt: skip
     # Its number was given out on first use and must stay the same on every later download.
