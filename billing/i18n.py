@@ -163,7 +163,9 @@ def _fill(text: str, params: Mapping[str, Param], language: str) -> str:
 
 
 def translate(text: str, language: str) -> str:
-    """A Message, or a msgid stored as text (a pledge's failure reason), in `language`."""
+    """A Message, or a msgid stored as text (a pledge's failure reason), in `language` if it is
+    enabled, else in English."""
+    language = language_of(language)
     catalog = translations(language)
     if isinstance(text, Message):
         return _fill(text.words(catalog), text.params, language)
@@ -190,7 +192,7 @@ PAYMENT_STATUS_WORDS = {
 
 def format_day(moment: date | None, language: str) -> str:
     """A date as readers write it: 'November 26, 2026', '26. November 2026'."""
-    return str(format_date(moment, format="long", locale=language)) if moment else ""
+    return str(format_date(moment, format="long", locale=language_of(language))) if moment else ""
 
 
 def install(environment: Environment, language: str) -> Environment:
@@ -201,7 +203,6 @@ def install(environment: Environment, language: str) -> Environment:
     """
     environment.add_extension("jinja2.ext.i18n")
     environment.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
-    environment.globals["language"] = language
     environment.filters["money"] = lambda minor, currency: format_money(minor, currency, language)
     environment.filters["day"] = lambda moment: format_day(moment, language)
     environment.filters["translated"] = lambda text: translate(text, language)

@@ -140,13 +140,14 @@ def test_a_blank_plural_form_reads_english_never_blank() -> None:
 def locales_without_compiled_catalogs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
-    source = i18n.LOCALES_DIR / "de" / "LC_MESSAGES" / "messages.po"
-    target = tmp_path / "de" / "LC_MESSAGES"
-    target.mkdir(parents=True)
-    (target / "messages.po").write_bytes(source.read_bytes())
+    """The shipped tree as a fresh checkout has it: every .po, no .mo."""
+    for language in i18n.shipped_languages():
+        source = i18n.LOCALES_DIR / language / "LC_MESSAGES" / "messages.po"
+        (tmp_path / language / "LC_MESSAGES").mkdir(parents=True)
+        (tmp_path / language / "LC_MESSAGES" / "messages.po").write_bytes(source.read_bytes())
     monkeypatch.setattr(i18n, "LOCALES_DIR", tmp_path)
     i18n.translations.cache_clear()
-    yield target
+    yield tmp_path / "de" / "LC_MESSAGES"
     i18n.translations.cache_clear()
 
 
