@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     widget_origins: Annotated[list[str], NoDecode] = []
 
     currencies: Annotated[list[str], NoDecode] = ["eur", "usd", "gbp"]
+    # Languages readers are served in (widget, pages, mails, statements); each needs a catalog
+    # in billing/locales. Any other language, and a disabled one, falls back to English.
+    languages: Annotated[list[str], NoDecode] = ["en", "ru", "de"]
     # Minimum and maximum in major units ("2" means 2.00 EUR, 200 JPY would be "200").
     min_amount: int = Field(default=2, ge=1)
     max_amount: int = Field(default=10_000, ge=1)
@@ -145,6 +148,31 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown currency codes: {', '.join(unknown)}")
         if not value:
             raise ValueError("at least one currency is required")
+        return value
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return list(dict.fromkeys(str(code).lower() for code in value))
+        return value
+
+    @field_validator("languages")
+    @classmethod
+    def _shipped_languages(cls, value: list[str]) -> list[str]:
+        from billing.i18n import SOURCE_LANGUAGE, shipped_languages
+
+        shipped = shipped_languages()
+        unknown = [code for code in value if code not in shipped]
+        if unknown:
+            raise ValueError(
+                f"LANGUAGES: no catalog for {', '.join(unknown)} (shipped: {', '.join(shipped)})"
+            )
+        if SOURCE_LANGUAGE not in value:
+            raise ValueError(
+                f"LANGUAGES must include {SOURCE_LANGUAGE}: every other falls back to it"
+            )
         return value
 
     @model_validator(mode="after")
