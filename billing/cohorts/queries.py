@@ -87,7 +87,8 @@ WITH supporters AS (
     -- Whole months once per supporter, so each retention column is a plain comparison.
     SELECT s.*, {followed} AS months_followed,
            CASE WHEN s.ended THEN {giving} ELSE {max_months} END AS months_giving,
-           s.ended AND (s.last_reason = 'payment_failed' OR s.last_left_unpaid) AS failed_churn,
+           s.ended AND (s.last_reason IS NOT DISTINCT FROM 'payment_failed'
+                       OR s.last_left_unpaid) AS failed_churn,
            EXISTS (SELECT 1 FROM pledge_history ph
                     WHERE ph.reader_id = s.reader_id AND ph.currency = s.currency
                       AND ph.movement = 'expansion' AND ph.changed_at > s.started_at) AS upgraded

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from billing.cohorts.queries import cohorts
@@ -68,6 +69,12 @@ def by(db: Session, dimension: str, **period: Any) -> list[dict[str, Any]]:
     return [row.model_dump() for row in report.rows]
 
 
+def cohort(db: Session, month: str, currency: str = "eur") -> dict[str, Any]:
+    return next(
+        row for row in by(db, "month") if (row["cohort"], row["currency"]) == (month, currency)
+    )
+
+
 def test_monthly_cohorts_match_the_figures_worked_out_by_hand(db: Session, ledger: None) -> None:
     rows = {(row["cohort"], row["currency"]): row for row in by(db, "month")}
 
@@ -98,6 +105,19 @@ def test_cohorts_by_campaign_and_source_follow_the_first_pledge(db: Session, led
                        (None, "usd"): 1}  # fmt: skip
     # Only those who started in the period, only the currency asked for.
     assert [r["cohort"] for r in by(db, "month", from_="2026-08-01", currency="eur")] == ["2026-08"]
+
+
+def test_a_reader_who_cancels_without_a_reason_left_voluntarily(db: Session, ledger: None) -> None:
+    db.execute(
+        text("UPDATE pledges SET status = 'canceled', canceled_at = :at, updated_at = :at"
+             " WHERE stripe_subscription_id = 'sub_ada'"),
+        {"at": at(10, 15)},
+    )  # fmt: skip
+    db.commit()
+
+    july = cohort(db, "2026-07")
+
+    assert (july["churned_voluntary"], july["churned_failed_payment"]) == (2, 1)
 
 
 def test_cohort_route_roles_csv_and_bad_input(
