@@ -296,7 +296,12 @@ def run_reports(repeat: int) -> None:
         )
 
     def month_export(layout: str, month: Period) -> Callable[[Session], Any]:
-        return lambda s: consume(payout_service.month_journal(period=month), layout)
+        return lambda s: sum(
+            len(chunk)
+            for chunk in payout_service.month_export(
+                period=month, layout=layout, settings=get_settings()
+            )
+        )
 
     def cohorts_by(dimension: str) -> Callable[[Session], Any]:
         return lambda s: cohort_queries.cohorts(s, period=year, by=dimension)
