@@ -93,8 +93,8 @@ def seed_pledges(connection: psycopg.Connection[Any], count: int) -> list[str]:
         connection.execute(
             "INSERT INTO pledges (id, reader_id, amount_minor, fee_cover_minor, currency, "
             "interval, status, cover_fees, locale, stripe_subscription_id, created_at, "
-            "updated_at) VALUES (%s, %s, 500, 0, 'eur', 'month', 'active', false, 'en', %s, "
-            "now(), now())",
+            "updated_at, activated_at) VALUES (%s, %s, 500, 0, 'eur', 'month', 'active', false, "
+            "'en', %s, now(), now(), now())",
             (pledge_id, reader_id, sub_id),
         )
     connection.commit()

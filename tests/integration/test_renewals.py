@@ -156,8 +156,13 @@ def snapshot(db: Session) -> dict[str, Any]:
         {key: value for key, value in row.items() if key != "changed_at"}
         for row in rows(PledgeHistory, PledgeHistory.pledge_id, PledgeHistory.id)
     ]
+    cohorts = [
+        dict(row)
+        for row in db.execute(text("SELECT * FROM cohort_supporters ORDER BY 1, 2")).mappings()
+    ]
     db.commit()
     return {
+        "cohorts": cohorts,
         "payments": rows(Payment, Payment.stripe_invoice_id),
         "pledges": rows(Pledge, Pledge.id),
         "outbox": rows(EmailOutbox, EmailOutbox.dedupe_key),
@@ -200,6 +205,7 @@ def test_bulk_renewals_write_what_the_handlers_write(
     monkeypatch.setattr(renewals, "apply", lambda _session, rows, _stripe: ([], list(rows)))
     one_by_one = run_batch(client, db)
 
+    assert bulk["cohorts"], "the supporters' cohort rows are compared too"
     for table in bulk:
         assert bulk[table] == one_by_one[table], table
     templates = {row["dedupe_key"]: row["template"] for row in bulk["outbox"]}

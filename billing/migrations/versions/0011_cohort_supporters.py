@@ -73,7 +73,16 @@ SELECT s.reader_id, s.currency, s.started_at, s.campaign, s.source, s.article_ur
 REFRESH_FUNCTION = """
 CREATE FUNCTION refresh_cohort_supporter(of_reader uuid, of_currency text) RETURNS void
 LANGUAGE plpgsql SET timezone = 'UTC' AS $$
+DECLARE
+    refreshed text := coalesce(current_setting('pledges.cohorts_refreshed', true), '');
+    supporter text := of_reader::text || of_currency || ';';
 BEGIN
+    -- The triggers are deferred to the commit, after every change the transaction made: a
+    -- supporter refreshed once there is current for the rest of it (a batch of renewals
+    -- touches each supporter once per payment).
+    IF position(supporter IN refreshed) > 0 THEN
+        RETURN;
+    END IF;
     -- Two transactions changing the same supporter take turns, and the second recomputes after
     -- the first commits (a new snapshot per statement): neither writes a row without the
     -- other's change.
@@ -82,6 +91,7 @@ BEGIN
     DELETE FROM cohort_supporters WHERE reader_id = of_reader AND currency = of_currency;
     INSERT INTO cohort_supporters
     SELECT * FROM cohort_supporter_facts WHERE reader_id = of_reader AND currency = of_currency;
+    PERFORM set_config('pledges.cohorts_refreshed', refreshed || supporter, true);
 END
 $$
 """
