@@ -10,7 +10,10 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY billing ./billing
 COPY webhooks ./webhooks
 COPY workers ./workers
-RUN pip install -c constraints.txt . && useradd --create-home pledges
+# Compiled catalogs are not in git: build them before the install copies them into the package.
+RUN pip install -c constraints.txt babel \
+    && pybabel compile -D messages -d billing/locales \
+    && pip install -c constraints.txt . && useradd --create-home pledges
 USER pledges
 EXPOSE 8000
 CMD ["pledges", "serve", "--host", "0.0.0.0", "--port", "8000"]

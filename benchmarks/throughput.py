@@ -4,8 +4,9 @@
    its default logging, no worker): GET /healthz first, then distinct signed ~4 KB current-shape
    `invoice.paid` events (a Lua script cycling through bodies pre-signed just before the run).
 2. Drain: 3,000 stored renewals for 10 pledges, then `pledges worker` (its defaults) starts, with
-   receipts going to a live aiosmtpd server; clocked until the last payment row. With 1, then
-   2 worker processes (the second `--no-beat`, as the README runs extra workers).
+   receipts going to a live aiosmtpd server; clocked from the worker's "ready" (its start-up
+   wakes a drain) until the last payment row. With 1, then 2 worker processes (the second
+   `--no-beat`, as the README runs extra workers).
 
 Needs the local PostgreSQL and Redis (as the tests do) and wrk (`apt-get install -y wrk`).
 
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -91,8 +93,8 @@ def seed_pledges(connection: psycopg.Connection[Any], count: int) -> list[str]:
         connection.execute(
             "INSERT INTO pledges (id, reader_id, amount_minor, fee_cover_minor, currency, "
             "interval, status, cover_fees, locale, stripe_subscription_id, created_at, "
-            "updated_at) VALUES (%s, %s, 500, 0, 'eur', 'month', 'active', false, 'en', %s, "
-            "now(), now())",
+            "updated_at, activated_at) VALUES (%s, %s, 500, 0, 'eur', 'month', 'active', false, "
+            "'en', %s, now(), now(), now())",
             (pledge_id, reader_id, sub_id),
         )
     connection.commit()
@@ -197,6 +199,7 @@ def drain(
         queue_one_task_per_event(env, database_url)
     worker_env = {**env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port)}
     processes: list[subprocess.Popen[bytes]] = []
+    ready: list[float] = []
     try:
         started = time.perf_counter()
         for number in range(workers):
@@ -204,9 +207,10 @@ def drain(
             processes.append(
                 subprocess.Popen(
                     command + ([] if number == 0 else ["--no-beat"]), env=worker_env, cwd=tree,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 )
             )  # fmt: skip
+            threading.Thread(target=note_ready, args=(processes[-1], ready), daemon=True).start()
         first = None
         while (paid := count(database_url, "SELECT count(*) FROM payments")) < total:
             if paid and first is None:
@@ -224,13 +228,25 @@ def drain(
         for process in processes:
             process.wait(timeout=60)
         smtp.stop()
-    rate = total / max(done - first, 0.05)  # the poll's granularity
+    # From the first worker's "ready" (it wakes a drain at once) to the last payment row:
+    # without the interpreter's start, with every batch (the first commit is one batch in).
+    since = min(ready) if ready else started
+    rate = total / max(done - since, 0.05)
     print(f"drain ({label}), {workers} worker process(es): {total} renewals in the ledger "
-          f"{done - first:.1f} s after the first payment row: {rate:.0f} events/s "
-          f"(from process start {done - started:.1f} s: {total / (done - started):.0f} events/s; "
-          f"receipts sent by then {receipts_at_done}, all {mail.received} after "
-          f"{mailed - started:.1f} s)", flush=True)  # fmt: skip
+          f"{done - since:.1f} s after the first worker was ready: {rate:.0f} events/s "
+          f"(first to last payment row {done - first:.1f} s; from process start "
+          f"{done - started:.1f} s: {total / (done - started):.0f} events/s; receipts sent by "
+          f"then {receipts_at_done}, all {mail.received} after {mailed - started:.1f} s)",
+          flush=True)  # fmt: skip
     return rate
+
+
+def note_ready(process: subprocess.Popen[bytes], ready: list[float]) -> None:
+    """Celery prints "<name> ready." once the worker consumes; the rest of stderr is drained."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if b" ready." in line:
+            ready.append(time.perf_counter())
 
 
 def queue_one_task_per_event(env: dict[str, str], database_url: str) -> None:
@@ -279,8 +295,8 @@ def main() -> None:
         "CELERY_BROKER_URL": REDIS_URL, "CELERY_QUEUE": f"pledges-bench-{run_id}",
         "REDIS_URL": REDIS_URL, "STRIPE_API_KEY": "sk_test_bench",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
-        "STRIPE_WEBHOOK_SECRET": "whsec_bench_" + run_id,
-        "READER_LINK_SECRET": "bench-reader-links-" + run_id,
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench_" + uuid.uuid4().hex,
+        "READER_LINK_SECRET": "bench-reader-links-" + uuid.uuid4().hex,
         "STRIPE_API_BASE": "http://127.0.0.1:9",  # nothing there: renewals need no Stripe call
     }  # fmt: skip
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -308,7 +324,8 @@ def main() -> None:
         print(
             f"drain: {args.drain_events} stored renewals of {args.pledges} pledges, then "
             "`pledges worker` (defaults: 2 threads, beat; a second one `--no-beat`) with "
-            "receipts to a live aiosmtpd; clocked from the first to the last payment row"
+            "receipts to a live aiosmtpd; clocked from the first worker's 'ready' to the last "
+            "payment row"
         )
         rates = {}
         if main_tree is not None:

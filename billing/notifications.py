@@ -10,13 +10,21 @@ Keys, one mail each: `receipt:<invoice or payment intent>` (welcome, receipt, gi
 `ended:<pledge>` (cancellation or support ended) and `refund:<refund>`.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from billing.models import EmailOutbox, Payment, Pledge, PledgeStatus, Reader
-from billing.outbox import SEND_DUE_TASK, SEND_EMAIL_TASK, cancel_pending, queue_email
+from billing.outbox import (
+    SEND_DUE_TASK,
+    SEND_EMAIL_TASK,
+    cancel_pending,
+    outbox_row,
+    queue_email,
+    queue_emails,
+)
 from billing.settings import get_settings
 from billing.task_queue import enqueue_after_commit
 
@@ -30,6 +38,7 @@ __all__ = [
     "refund_created",
     "reminder_is_due_for",
     "reminder_key",
+    "renewals_paid",
 ]
 
 # Every mail that asks the reader to act on a failed payment; none may go out once it is settled.
@@ -88,20 +97,44 @@ def payment_succeeded(
     If the reader was already told this invoice failed, the receipt is the short "your payment
     went through" mail instead, and no further reminder goes out.
     """
-    stripe_id = payment.stripe_invoice_id or payment.stripe_payment_intent_id
     reminded = False
     if pledge is not None and payment.stripe_invoice_id is not None:
         reminded = _stop_reminders(session, pledge=pledge, invoice_id=payment.stripe_invoice_id)
+    key, template = _receipt(pledge, payment, reminded=reminded, first=first)
+    _queue(session, key=key, template=template, reader=reader, pledge=pledge, payment=payment)
+
+
+def renewals_paid(session: Session, paid: Sequence[tuple[Reader, Pledge, Payment, bool]]) -> None:
+    """`payment_succeeded` for (reader, pledge, payment, first) of invoices never seen before,
+    in one INSERT: no reminder can exist for an invoice without a payment row."""
+    emails = []
+    for reader, pledge, payment, first in paid:
+        key, template = _receipt(pledge, payment, reminded=False, first=first)
+        emails.append(
+            outbox_row(
+                dedupe_key=key,
+                template=template,
+                to_email=reader.email,
+                locale=pledge.locale,
+                pledge_id=pledge.id,
+                payment_id=payment.id,
+            )
+        )
+    if queue_emails(session, emails):
+        enqueue_after_commit(session, SEND_DUE_TASK)
+
+
+def _receipt(
+    pledge: Pledge | None, payment: Payment, *, reminded: bool, first: bool
+) -> tuple[str, str]:
+    """(dedupe key, template) of a paid payment's receipt."""
     if pledge is not None and pledge.interval == "once":
         template = "gift_receipt"
     elif reminded:
         template = "recovery_receipt"
     else:
         template = "welcome_receipt" if first else "receipt"
-    _queue(
-        session, key=f"receipt:{stripe_id}", template=template, reader=reader, pledge=pledge,
-        payment=payment,
-    )  # fmt: skip
+    return f"receipt:{payment.stripe_invoice_id or payment.stripe_payment_intent_id}", template
 
 
 def payment_failed(

@@ -1,14 +1,14 @@
 """Writing to the email outbox: one row per email that must go out, never two for one key."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_rows, utcnow
 from billing.models import EmailOutbox
 from billing.task_queue import enqueue_after_commit
 
@@ -36,27 +36,54 @@ def queue_email(
     The caller commits, and enqueues the send only after that commit. A row written with
     status "canceled" holds its key so that mail is never sent (e.g. reminders after recovery).
     """
+    email = outbox_row(
+        dedupe_key=dedupe_key, template=template, to_email=to_email, locale=locale,
+        context=context, pledge_id=pledge_id, payment_id=payment_id, send_after=send_after,
+        status=status,
+    )  # fmt: skip
+    return queue_emails(session, [email]) == 1
+
+
+def outbox_row(
+    *,
+    dedupe_key: str,
+    template: str,
+    to_email: str,
+    locale: str = "en",
+    context: dict[str, Any] | None = None,
+    pledge_id: uuid.UUID | None = None,
+    payment_id: int | None = None,
+    send_after: datetime | None = None,
+    status: str = "pending",
+) -> dict[str, Any]:
+    """The values of one outbox row, for `queue_emails`."""
     now = utcnow()
+    return {
+        "dedupe_key": dedupe_key,
+        "template": template,
+        "to_email": to_email,
+        "locale": locale,
+        "context": context or {},
+        "pledge_id": pledge_id,
+        "payment_id": payment_id,
+        "status": status,
+        "attempts": 0,
+        "send_after": send_after or now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def queue_emails(session: Session, emails: Sequence[dict[str, Any]]) -> int:
+    """Add `outbox_row`s in one INSERT; how many were new (a key queued before is skipped)."""
+    if not emails:
+        return 0
     statement = (
-        insert(EmailOutbox)
-        .values(
-            dedupe_key=dedupe_key,
-            template=template,
-            to_email=to_email,
-            locale=locale,
-            context=context or {},
-            pledge_id=pledge_id,
-            payment_id=payment_id,
-            status=status,
-            attempts=0,
-            send_after=send_after or now,
-            created_at=now,
-            updated_at=now,
-        )
+        insert_rows(EmailOutbox, emails)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(EmailOutbox.id)
     )
-    return session.execute(statement).first() is not None
+    return len(session.execute(statement).all())
 
 
 def cancel_pending(session: Session, *, pledge_id: uuid.UUID, key_prefix: str) -> int:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     widget_origins: Annotated[list[str], NoDecode] = []
 
     currencies: Annotated[list[str], NoDecode] = ["eur", "usd", "gbp"]
+    # Languages readers are served in (widget, pages, mails, statements); each needs a catalog
+    # in billing/locales. Any other language, and a disabled one, falls back to English.
+    languages: Annotated[list[str], NoDecode] = ["en", "ru", "de"]
     # Minimum and maximum in major units ("2" means 2.00 EUR, 200 JPY would be "200").
     min_amount: int = Field(default=2, ge=1)
     max_amount: int = Field(default=10_000, ge=1)
@@ -147,6 +150,31 @@ class Settings(BaseSettings):
             raise ValueError("at least one currency is required")
         return value
 
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return list(dict.fromkeys(str(code).lower() for code in value))
+        return value
+
+    @field_validator("languages")
+    @classmethod
+    def _shipped_languages(cls, value: list[str]) -> list[str]:
+        from billing.i18n import SOURCE_LANGUAGE, shipped_languages
+
+        shipped = shipped_languages()
+        unknown = [code for code in value if code not in shipped]
+        if unknown:
+            raise ValueError(
+                f"LANGUAGES: no catalog for {', '.join(unknown)} (shipped: {', '.join(shipped)})"
+            )
+        if SOURCE_LANGUAGE not in value:
+            raise ValueError(
+                f"LANGUAGES must include {SOURCE_LANGUAGE}: every other falls back to it"
+            )
+        return value
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_outside_development(self) -> "Settings":
         if self.min_amount > self.max_amount:
@@ -202,7 +230,7 @@ class Settings(BaseSettings):
     webhook_sweep_after_seconds: int = Field(default=60, ge=0)
     # Events a worker claims and commits together: fewer commits and round trips per event,
     # while a batch's locks (and a crash's rollback) stay small.
-    webhook_batch_size: int = Field(default=100, ge=1, le=1000)
+    webhook_batch_size: int = Field(default=500, ge=1, le=1000)
     # Where the widget loads Stripe.js; derived from STRIPE_API_BASE (localstripe) when unset.
     stripe_js_url: str | None = None
 

@@ -9,24 +9,32 @@ from typing import Any, Literal
 import stripe
 from stripe.params import CustomerCreateParams
 
+from billing.i18n import Message
 from billing.metrics.registry import stripe_call
 from billing.settings import Settings, get_settings
 
 API_VERSION = "2026-10-28.endive"
 
 # Stripe's decline codes in words a reader can act on (https://docs.stripe.com/declines/codes).
+# They are stored as a pledge's failure reason in English and translated when shown.
 DECLINE_MESSAGES = {
-    "insufficient_funds": "Your card has insufficient funds. Please try another card.",
-    "expired_card": "Your card has expired. Please use another card.",
-    "incorrect_cvc": "The security code (CVC) is incorrect. Please check it and try again.",
-    "incorrect_number": "The card number is incorrect. Please check it and try again.",
-    "processing_error": "Your bank could not process the payment. Please try again in a moment.",
-    "authentication_required": "Your bank asks you to confirm this payment.",
-    "lost_card": "Your card was declined. Please use another card.",
-    "stolen_card": "Your card was declined. Please use another card.",
-    "card_not_supported": "This card does not support this kind of payment. Please use another.",
+    "insufficient_funds": Message("Your card has insufficient funds. Please try another card."),
+    "expired_card": Message("Your card has expired. Please use another card."),
+    "incorrect_cvc": Message(
+        "The security code (CVC) is incorrect. Please check it and try again."
+    ),
+    "incorrect_number": Message("The card number is incorrect. Please check it and try again."),
+    "processing_error": Message(
+        "Your bank could not process the payment. Please try again in a moment."
+    ),
+    "authentication_required": Message("Your bank asks you to confirm this payment."),
+    "lost_card": Message("Your card was declined. Please use another card."),
+    "stolen_card": Message("Your card was declined. Please use another card."),
+    "card_not_supported": Message(
+        "This card does not support this kind of payment. Please use another."
+    ),
 }
-GENERIC_DECLINE = "Your card was declined. Please try another card or contact your bank."
+GENERIC_DECLINE = Message("Your card was declined. Please try another card or contact your bank.")
 
 
 class GatewayError(Exception):
@@ -148,7 +156,7 @@ class StripeGateway:
         payment_method = self._call(self._client.v1.payment_methods.retrieve, payment_method_id)
         card = payment_method.card
         if payment_method.type != "card" or card is None:
-            raise CardDeclined("Please pay with a card.", "payment_method_type")
+            raise CardDeclined(Message("Please pay with a card."), "payment_method_type")
         customer = payment_method.customer
         return CardInfo(
             id=payment_method.id,

@@ -88,7 +88,7 @@ class Wakeup:
     unless the broker is down.
     """
 
-    def __init__(self, name: str, interval: float = 0.02) -> None:
+    def __init__(self, name: str, interval: float = 0.2) -> None:
         self.name = name
         self.interval = interval
         self._poked = threading.Event()

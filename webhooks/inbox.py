@@ -141,7 +141,9 @@ class InboxWriter:
     async def _write(self, rows: list[Row]) -> list[Stored]:
         columns = [list(column) for column in zip(*rows, strict=True)]
         async with self._pool.connection() as connection:
-            cursor = await connection.execute(_INSERT, columns)
+            # Binary parameters: a text array of event bodies dumped as text is escaped
+            # character by character, a fifth of this route's CPU.
+            cursor = await connection.execute(_INSERT, columns, binary=True)
             created = {
                 event_id: (row_id, status) for event_id, row_id, status in await cursor.fetchall()
             }

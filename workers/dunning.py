@@ -66,7 +66,7 @@ def queue_due_reminders(session: Session, now: datetime) -> int:
         .execution_options(yield_per=BATCH)
     )
     queued = 0
-    for row, payment, pledge in session.execute(open_dunning).tuples():
+    for row, payment, pledge in session.execute(open_dunning):
         invoice_id = payment.stripe_invoice_id
         step = due_step(row.sent_at or row.created_at, now, schedule)
         if invoice_id is None or step is None or not reminder_is_due_for(payment, pledge):

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from babel.dates import format_date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.i18n import format_day
 from billing.models import EmailOutbox, Payment, Pledge, Reader, Refund
 from billing.money import format_money
 from billing.reader_links import manage_link, upgrade_link
@@ -25,7 +25,7 @@ from billing.settings import Settings
 from workers.rendering import pick_locale
 
 # Stripe's decline codes (https://docs.stripe.com/declines/codes) grouped by what the reader
-# can do about them; the words are in each language's `_why.txt`.
+# can do about them; `_why.txt` says each in words.
 DECLINE_KINDS = {
     "expired_card": "expired_card",
     "insufficient_funds": "insufficient_funds",
@@ -66,7 +66,7 @@ def email_context(session: Session, row: EmailOutbox, settings: Settings) -> dic
     reader = _reader(session, row, pledge)
 
     def day(moment: datetime | None) -> str | None:
-        return format_date(moment, format="long", locale=locale) if moment else None
+        return format_day(moment, locale) if moment else None
 
     def money(amount_minor: int, currency: str) -> str:
         return format_money(amount_minor, currency, locale)

@@ -1,4 +1,8 @@
-"""Turning a template name, a locale and a context into a subject, an HTML body and a text body."""
+"""Turning a template name, a language and a context into a subject, an HTML body and a text body.
+
+One template per mail and format (`receipt.txt`, `receipt.html`); its words come from the gettext
+catalogs (billing/i18n.py), so every language renders the same template.
+"""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +20,10 @@ from jinja2 import (
     StrictUndefined,
     TemplateNotFound,
 )
+from markupsafe import Markup
 
+from billing import i18n
 from billing.settings import get_settings
-
-SHIPPED_LOCALES = ("en", "ru")
-DEFAULT_LOCALE = "en"
 
 
 @dataclass(frozen=True)
@@ -35,21 +38,22 @@ class UnknownTemplate(LookupError):
 
 
 def pick_locale(locale: str | None) -> str:
-    """The shipped language closest to the reader's: 'ru-RU' → 'ru', anything unknown → 'en'."""
-    language = (locale or "").replace("-", "_").split("_")[0].lower()
-    return language if language in SHIPPED_LOCALES else DEFAULT_LOCALE
+    """The enabled language closest to the reader's: 'ru-RU' → 'ru', anything else → 'en'."""
+    return i18n.language_of(locale)
 
 
 def render_email(template: str, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
     templates_dir = get_settings().email_templates_dir
     language = pick_locale(locale)
-    name = f"{language}/{template}"
-    text_env, html_env = _environments(templates_dir)
+    text_env, html_env = _environments(templates_dir, language)
+    # A newsroom's folder may hold `<language>/<name>` for one language or `<name>` for all.
+    text_names = [f"{language}/{template}.txt", f"{template}.txt"]
+    html_names = [f"{language}/{template}.html", f"{template}.html"]
     try:
-        text_template = text_env.get_template(name + ".txt")
-        html_template = html_env.get_template(name + ".html")
+        text_template = text_env.select_template(text_names)
+        html_template = html_env.select_template(html_names)
     except TemplateNotFound as missing:
-        raise UnknownTemplate(f"no email template {missing.name}") from missing
+        raise UnknownTemplate(f"no email template {template}") from missing
     values = {**context, "locale": language}
     subject_block = text_template.blocks["subject"]
     subject = " ".join("".join(subject_block(text_template.new_context(values))).split())
@@ -66,22 +70,36 @@ def _tidy(text: str) -> str:
     return "\n".join(kept).strip() + "\n"
 
 
-@lru_cache(maxsize=4)
-def _environments(templates_dir: Path | None) -> tuple[Environment, Environment]:
-    """Text without escaping; HTML escaping everything, partials included."""
+def _strong(value: object) -> Markup:
+    return Markup("<strong>%s</strong>") % value
+
+
+def _link(text: object, href: str) -> Markup:
+    return Markup('<a href="%s">%s</a>') % (href, text)
+
+
+@lru_cache(maxsize=16)
+def _environments(templates_dir: Path | None, language: str) -> tuple[Environment, Environment]:
+    """Text without escaping; HTML escaping everything, partials included. The `strong` and
+    `link` filters mark up a value inside a translated sentence in HTML and leave it bare in
+    text, so both formats share one msgid."""
     loaders: list[BaseLoader] = []
     if templates_dir is not None:
         loaders.append(FileSystemLoader(templates_dir))
     loaders.append(PackageLoader("workers", "templates"))
-    loader = ChoiceLoader(loaders)
     options: dict[str, Any] = {
-        "loader": loader,
+        "loader": ChoiceLoader(loaders),
         "undefined": StrictUndefined,
         "trim_blocks": True,
         "lstrip_blocks": True,
         "keep_trailing_newline": True,
     }
-    return Environment(autoescape=False, **options), Environment(autoescape=True, **options)  # noqa: S701
+    text = i18n.install(Environment(autoescape=False, **options), language)  # noqa: S701
+    text.filters["strong"] = lambda value: value
+    html = i18n.install(Environment(autoescape=True, **options), language)
+    html.filters["strong"] = _strong
+    html.filters["link"] = _link
+    return text, html
 
 
 @lru_cache(maxsize=1)

@@ -47,6 +47,7 @@ def statement_parts(
         "statement_totals": [
             format_money(total.net, total.currency, locale) for total in statement.totals
         ],
+        "statement_payments": sum(total.payments for total in statement.totals),
     }
     pdf = Attachment(
         filename=render.file_name(statement, "pdf"),

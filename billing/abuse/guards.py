@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from billing.abuse import captcha
 from billing.abuse.limiter import Exceeded, Limits, Scope
 from billing.dependencies import get_session
+from billing.i18n import Message, Plural
 from billing.models import Pledge, PledgeStatus, Reader
 from billing.pledges.schemas import CardSubmission
 from billing.pledges.service import TOO_MANY_CARDS, PledgeError
@@ -38,9 +39,17 @@ class Refused(PledgeError):
 def too_many(exceeded: Exceeded) -> Refused:
     minutes = max(1, round(exceeded.retry_after_seconds / 60))
     if exceeded.reason == "declines":
-        message = f"Too many declined cards. Please try again in {minutes} minutes."
+        message = Plural(
+            "Too many declined cards. Please try again in %(num)d minute.",
+            "Too many declined cards. Please try again in %(num)d minutes.",
+            minutes,
+        )
     else:
-        message = f"Too many attempts. Please try again in {minutes} minutes."
+        message = Plural(
+            "Too many attempts. Please try again in %(num)d minute.",
+            "Too many attempts. Please try again in %(num)d minutes.",
+            minutes,
+        )
     return Refused(message, 429)
 
 
@@ -53,7 +62,7 @@ def check_origin(request: Request, settings: Settings) -> None:
     origin = request.headers.get("origin")
     if origin is not None and origin.rstrip("/") not in _allowed_origins(settings):
         log.warning("abuse_refused", reason="origin", origin=origin[:200])
-        raise Refused("This site is not allowed to take pledges.", 403)
+        raise Refused(Message("This site is not allowed to take pledges."), 403)
 
 
 def client_ip(request: Request) -> str:
@@ -86,7 +95,9 @@ async def guard_pledge_creation(
     fields = body if isinstance(body, dict) else {}
     if fields.get(HONEYPOT_FIELD):
         log.warning("abuse_refused", reason="honeypot")
-        raise Refused("We could not take this pledge. Please reload the page and try again.", 400)
+        raise Refused(
+            Message("We could not take this pledge. Please reload the page and try again."), 400
+        )
 
     sources: list[tuple[Scope, str]] = [("ip", client_network(request))]
     email = fields.get("email")
@@ -102,10 +113,10 @@ async def guard_pledge_creation(
             verified = bool(token) and await captcha.verify(settings, token, client_ip(request))
         except captcha.CaptchaUnavailable:
             raise Refused(
-                "Verification is unavailable for a moment. Please try again.", 503
+                Message("Verification is unavailable for a moment. Please try again."), 503
             ) from None
         if not verified:
-            raise Refused("Please complete the verification and try again.", 400)
+            raise Refused(Message("Please complete the verification and try again."), 400)
 
 
 def _first_exceeded(limits: Limits, sources: list[tuple[Scope, str]]) -> Exceeded | None:
@@ -153,7 +164,7 @@ def guard_card(
         try:
             card = gateway.payment_method_card(payment_method_id)
         except NotFoundInStripe:
-            raise Refused("This card was not found. Please enter it again.", 422) from None
+            raise Refused(Message("This card was not found. Please enter it again."), 422) from None
         except CardDeclined as declined:
             raise Refused(declined.reason, 422) from None
         if card.fingerprint:

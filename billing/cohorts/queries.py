@@ -1,6 +1,7 @@
-"""The cohort report's SQL: one statement, aggregates in PostgreSQL.
+"""The cohort report's SQL: one statement over a row per supporter, aggregates in PostgreSQL.
 
-Definitions (also in docs/reports.md):
+Definitions (also in docs/reports.md); the per-supporter facts are computed by the view
+`cohort_supporter_facts` (migration 0011_cohort_supporters), the months since the start here:
 - A supporter is a reader in one currency; they start with their first recurring pledge's
   activation, and that pledge names their cohort (its month, campaign, source or article).
 - Still contributing N months on: not every one of their recurring pledges in that currency had
@@ -14,7 +15,6 @@ Definitions (also in docs/reports.md):
 """
 
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -36,70 +36,28 @@ RETENTION_COLUMNS = ",\n".join(
     for k in range(1, RETENTION_MONTHS + 1)
 )
 # Whole calendar months from the start to a moment: N when start + N months <= moment.
-WHOLE_MONTHS = "(extract(year FROM age({to}, started_at)) * 12 + extract(month FROM age({to}, started_at)))::int"  # noqa: E501
+# date_part, not extract: whole numbers in float8 are exact, and far cheaper than numeric.
+WHOLE_MONTHS = "(date_part('year', age({to}, started_at)) * 12 + date_part('month', age({to}, started_at)))::int"  # noqa: E501
 
 
+# `cohort_supporters` holds the view's rows, kept by triggers; months are counted here because
+# they depend on `as_of`. MATERIALIZED: each supporter's months are worked out once, not again
+# in each of the 24 month columns that compare them.
 COHORTS_SQL = """
-WITH supporters AS (
-    SELECT p.reader_id, p.currency, p.activated_at AS started_at,
-           p.campaign, p.source, p.article_url
-      FROM pledges p
-     WHERE p.activated_at >= :start_at AND p.activated_at < :end_at AND p.interval <> 'once'
-           {currency}
-       -- the reader's first recurring pledge in this currency: no earlier one
-       AND NOT EXISTS (
-           SELECT 1 FROM pledges e
-            WHERE e.reader_id = p.reader_id AND e.currency = p.currency
-              AND e.interval <> 'once' AND e.activated_at IS NOT NULL
-              AND (e.activated_at, e.id) < (p.activated_at, p.id))
-), held AS NOT MATERIALIZED (
-    SELECT s.reader_id, s.currency, s.started_at, {cohort} AS cohort, p.id AS pledge_id,
-           p.status, coalesce(p.canceled_at, p.updated_at) AS ended_at, p.cancel_reason
-      FROM supporters s
-      JOIN pledges p ON p.reader_id = s.reader_id AND p.currency = s.currency
-     WHERE p.interval <> 'once' AND p.activated_at IS NOT NULL
-), per_pledge AS (
-    -- Payments summed per pledge first: the planner hashes the few pledges and reads payments
-    -- once, instead of looking them up supporter by supporter.
-    SELECT h.pledge_id,
-           coalesce(sum(pm.amount_minor) FILTER (
-               WHERE pm.status IN ('paid', 'refunded') AND pm.paid_at >= h.started_at
-                 AND pm.paid_at < h.started_at + interval '12 months'), 0) AS revenue_12m,
-           bool_or(pm.failed_at IS NOT NULL AND pm.status IN ('paid', 'refunded')) AS recovered,
-           bool_or(pm.status IN ('failed', 'void') AND pm.paid_at IS NULL) AS left_unpaid
-      FROM held h
-      JOIN payments pm ON pm.pledge_id = h.pledge_id
-     GROUP BY h.pledge_id
-), per_supporter AS (
-    SELECT h.reader_id, h.currency, h.cohort, h.started_at,
-           bool_and(h.status IN ('canceled', 'failed')) AS ended,
-           max(h.ended_at) AS ended_at,
-           -- the pledge that ended last says how the supporter left
-           (array_agg(h.cancel_reason ORDER BY h.ended_at DESC))[1] AS last_reason,
-           (array_agg(coalesce(m.left_unpaid, false) ORDER BY h.ended_at DESC))[1]
-               AS last_left_unpaid,
-           coalesce(sum(m.revenue_12m), 0) AS revenue_12m,
-           coalesce(bool_or(m.recovered), false) AS recovered
-      FROM held h
-      LEFT JOIN per_pledge m USING (pledge_id)
-     GROUP BY h.reader_id, h.currency, h.cohort, h.started_at
-), facts AS (
-    -- Whole months once per supporter, so each retention column is a plain comparison.
-    SELECT s.*, {followed} AS months_followed,
-           CASE WHEN s.ended THEN {giving} ELSE {max_months} END AS months_giving,
-           s.ended AND (s.last_reason = 'payment_failed' OR s.last_left_unpaid) AS failed_churn,
-           EXISTS (SELECT 1 FROM pledge_history ph
-                    WHERE ph.reader_id = s.reader_id AND ph.currency = s.currency
-                      AND ph.movement = 'expansion' AND ph.changed_at > s.started_at) AS upgraded
-      FROM per_supporter s
+WITH facts AS MATERIALIZED (
+    SELECT {cohort} AS cohort, s.currency, s.churn, s.recovered, s.upgraded,
+           s.revenue_12m_minor, {followed} AS months_followed,
+           coalesce({giving}, {max_months}) AS months_giving
+      FROM cohort_supporters s
+     WHERE s.started_at >= :start_at AND s.started_at < :end_at {currency}
 )
 SELECT cohort, currency, count(*) AS supporters,
        {retention},
-       count(*) FILTER (WHERE ended AND NOT failed_churn) AS churned_voluntary,
-       count(*) FILTER (WHERE failed_churn) AS churned_failed_payment,
+       count(*) FILTER (WHERE churn = 'voluntary') AS churned_voluntary,
+       count(*) FILTER (WHERE churn = 'failed_payment') AS churned_failed_payment,
        count(*) FILTER (WHERE recovered) AS recovered,
        count(*) FILTER (WHERE upgraded) AS upgraded,
-       sum(revenue_12m)::bigint AS revenue_12m
+       sum(revenue_12m_minor)::bigint AS revenue_12m
   FROM facts
  GROUP BY cohort, currency
  ORDER BY cohort NULLS LAST, currency
@@ -107,10 +65,12 @@ SELECT cohort, currency, count(*) AS supporters,
 
 
 def _share(numerator: int, denominator: int) -> str | None:
+    """numerator / denominator rounded half up to four decimals, in integers (an article
+    report has thousands of rows, each with twelve shares)."""
     if denominator == 0:
         return None
-    share = Decimal(numerator) / Decimal(denominator)
-    return str(share.quantize(Decimal("0.0001"), ROUND_HALF_UP))
+    ten_thousandths = (20_000 * numerator + denominator) // (2 * denominator)
+    return f"{ten_thousandths // 10_000}.{ten_thousandths % 10_000:04d}"
 
 
 def _row(found: dict[str, Any]) -> CohortRow:
@@ -136,7 +96,7 @@ def cohorts(session: Session, *, period: Period, by: str, as_of: datetime | None
     moment = as_of or utcnow()
     sql = COHORTS_SQL.format(
         cohort=COHORT_OF[by],
-        currency="AND p.currency = :currency" if period.currency else "",
+        currency="AND s.currency = :currency" if period.currency else "",
         retention=RETENTION_COLUMNS,
         followed=WHOLE_MONTHS.format(to=":as_of"),
         giving=WHOLE_MONTHS.format(to="s.ended_at"),

@@ -8,13 +8,14 @@ name are added at delivery time, and only for endpoints allowed to receive them.
 
 import fnmatch
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from billing.db import utcnow
+from billing.db import insert_rows, utcnow
 from billing.models import OutgoingEvent, Payment, Pledge, PledgeStatus, Reader, WebhookDelivery
 from billing.models import WebhookEndpoint as Endpoint
 from billing.task_queue import enqueue_after_commit
@@ -54,28 +55,45 @@ def record(
     session: Session, *, event_type: str, reader_id: uuid.UUID | None, data: dict[str, Any]
 ) -> None:
     """Store the event and queue it for every enabled endpoint that wants this type."""
-    assert event_type in EVENT_TYPES, event_type
+    record_many(session, [(event_type, reader_id, data)])
+
+
+def record_many(
+    session: Session, events: Sequence[tuple[str, uuid.UUID | None, dict[str, Any]]]
+) -> None:
+    """`record` for (type, reader, data) triples, in one INSERT: a batch of renewals."""
+    if not events:
+        return
     now = utcnow()
-    event_row_id = session.scalar(
-        insert(OutgoingEvent)
-        .values(
-            event_id=f"evt_{uuid.uuid4().hex}",
-            type=event_type,
-            version=VERSION,
-            reader_id=reader_id,
-            data=data,
-            occurred_at=now,
-        )
-        .returning(OutgoingEvent.id)
+    event_ids = [f"evt_{uuid.uuid4().hex}" for _ in events]
+    rows = [
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "version": VERSION,
+            "reader_id": reader_id,
+            "data": data,
+            "occurred_at": now,
+        }
+        for event_id, (event_type, reader_id, data) in zip(event_ids, events, strict=True)
+    ]
+    assert all(event_type in EVENT_TYPES for event_type, _, _ in events), events
+    row_ids = dict(
+        session.execute(
+            insert_rows(OutgoingEvent, rows).returning(OutgoingEvent.event_id, OutgoingEvent.id)
+        ).all()
     )
     endpoints = session.execute(
         select(Endpoint.id, Endpoint.event_types).where(Endpoint.status == "enabled")
     ).all()
-    wanted = [endpoint_id for endpoint_id, patterns in endpoints if matches(patterns, event_type)]
-    assert event_row_id is not None
     queue_deliveries(
         session,
-        [(endpoint_id, event_row_id, reader_id) for endpoint_id in wanted],
+        [
+            (endpoint_id, row_ids[event_id], reader_id)
+            for event_id, (event_type, reader_id, _data) in zip(event_ids, events, strict=True)
+            for endpoint_id, patterns in endpoints
+            if matches(patterns, event_type)
+        ],
         replay=False,
     )
 

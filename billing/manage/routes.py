@@ -1,15 +1,11 @@
 """The manage page behind a signed link, link re-requests, and the reader's export and erasure."""
 
 import re
-from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from babel.dates import format_date
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -17,10 +13,11 @@ from billing.abuse.guards import client_ip, guard_card, too_many
 from billing.abuse.limiter import Limits
 from billing.db import utcnow
 from billing.dependencies import get_session
+from billing.i18n import Message, format_day, request_language, translate
 from billing.manage import data_rights, saves, service
-from billing.manage.strings import request_locale, strings_for
+from billing.manage.pages import PAGE_HEADERS, render_page
 from billing.models import Pledge, Reader
-from billing.money import CURRENCY_EXPONENTS, format_money, minor_per_major
+from billing.money import CURRENCY_EXPONENTS, minor_per_major
 from billing.pledges.schemas import CardSubmission
 from billing.pledges.service import PledgeError
 from billing.reader_links import pledge_id_from_token
@@ -28,32 +25,34 @@ from billing.settings import Settings, get_settings
 from billing.statements.service import statement_years
 from billing.stripe_gateway import CardDeclined, GatewayError, StripeGateway, get_gateway
 
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-templates.env.filters["money"] = lambda minor, currency, locale="en": format_money(
-    minor, currency, locale
-)
 router = APIRouter(prefix="/manage", include_in_schema=False)
 
-# The token in the address is the reader's key: keep it out of caches, referrers and frames.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "X-Robots-Tag": "noindex",
+# What the manage page says after a change; %(date)s is when a paused pledge resumes.
+DONE_NOTICES = {
+    "amount": Message("Your pledge was changed. A confirmation is on its way."),
+    "cancel": Message("Your pledge was cancelled. A confirmation is on its way."),
+    "pause": Message("Your pledge is paused for a month. A confirmation is on its way."),
+    "lowered": Message(
+        "Your pledge was lowered. Thank you for staying! A confirmation is on its way."
+    ),
+    "skipped": Message(
+        "Your next payment is skipped; your pledge continues on %(date)s. "
+        "A confirmation is on its way."
+    ),
+    "paused": Message("Your pledge is paused until %(date)s. A confirmation is on its way."),
+    "card": Message("Thank you for staying! Enter your new card below."),
 }
-DONE = ("amount", "cancel", "pause", "lowered", "skipped", "paused", "card")
-INVALID_LINK = strings_for("en")["invalid_link"]
+INVALID_LINK = Message("This link is not valid or has expired. Enter your email to get a new one.")
+BAD_AMOUNT = Message("Enter an amount such as 5 or 7.50.")
+UNAVAILABLE = Message("Payments are unavailable for a moment. Please try again.")
+CARD_UPDATED = Message("Your new card will be used from the next payment.")
 EMAIL_SHAPE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 
 
 def _page(
     request: Request, name: str, context: dict[str, Any], status: int = 200, lang: str = ""
 ) -> Response:
-    lang = lang or request_locale(request)
-    context = {"t": strings_for(lang), "lang": lang, **context}
-    return templates.TemplateResponse(
-        request, name, context, status_code=status, headers=PAGE_HEADERS
-    )
+    return render_page(request, name, context, language=lang or None, status=status)
 
 
 def _pledge_for(
@@ -64,7 +63,7 @@ def _pledge_for(
 
 
 def _invalid_link(request: Request) -> Response:
-    message = strings_for(request_locale(request))["invalid_link"]
+    message = translate(INVALID_LINK, request_language(request))
     return _page(request, "request_link.html", {"message": message}, status=404)
 
 
@@ -92,13 +91,13 @@ def _manage_page(
     context = {
         "token": token,
         "pledge": pledge,
-        "resumes_date": _day(pledge.resumes_at, pledge.locale),
+        "resumes_date": format_day(pledge.resumes_at, pledge.locale),
         "payments": service.payments_of(session, pledge),
         "running": service.is_running_subscription(pledge),
         "amount_text": str(
             Decimal(pledge.amount_minor).scaleb(-CURRENCY_EXPONENTS[pledge.currency])
         ),
-        "error": error,
+        "error": translate(error, pledge.locale) if error else None,
         "notice": notice,
         "stripe_js_url": settings.stripe_js_url,
         "publishable_key": settings.stripe_publishable_key,
@@ -106,10 +105,6 @@ def _manage_page(
         "statement_years": statement_years(session, settings, pledge.reader_id),
     }
     return _page(request, "manage.html", context, status=status, lang=pledge.locale)
-
-
-def _day(moment: datetime | None, locale: str) -> str:
-    return str(format_date(moment, format="long", locale=locale)) if moment else ""
 
 
 def _save_page(
@@ -127,13 +122,13 @@ def _save_page(
     context = {
         "token": token,
         "pledge": pledge,
-        "error": error,
+        "error": translate(error, pledge.locale) if error else None,
         "minimum": minimum,
         "suggested_text": _major_text(max(minimum, pledge.amount_minor // 2), pledge.currency),
-        "skipped_date": _day(skipped, pledge.locale),
-        "skip_resumes_date": _day(skip_resumes, pledge.locale),
+        "skipped_date": format_day(skipped, pledge.locale),
+        "skip_resumes_date": format_day(skip_resumes, pledge.locale),
         "pauses": [
-            (months, _day(saves.pause_until(now, months), pledge.locale))
+            (months, format_day(saves.pause_until(now, months), pledge.locale))
             for months in saves.PAUSE_MONTHS
         ],
     }
@@ -157,17 +152,22 @@ def request_link(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> Response:
     """Answers the same whether or not the address is known, so it reveals nothing."""
-    words = strings_for(request_locale(request))
+    language = request_language(request)
+
+    def answer(message: Message, status: int = 200) -> Response:
+        context = {"message": translate(message, language), "sent": status == 200}
+        return _page(request, "request_link.html", context, status, language)
+
     if not EMAIL_SHAPE.match(email.strip()):
-        return _page(request, "request_link.html", {"message": words["bad_email"]}, 422)
+        return answer(Message("Enter a valid email address."), 422)
     limits = Limits(settings)
     if limits.attempt("ip", client_ip(request), "manage_link") or limits.attempt(
         "email", email, "manage_link"
     ):
-        return _page(request, "request_link.html", {"message": words["too_many"]}, 429)
+        return answer(Message("Too many requests. Please try again later."), 429)
     service.request_links(session, email)
     session.commit()
-    return _page(request, "request_link.html", {"message": words["link_sent"], "sent": True})
+    return answer(Message("If we hold a pledge for that address, we have sent a link to it."))
 
 
 @router.get("/{token}", response_class=HTMLResponse)
@@ -183,10 +183,9 @@ def manage_page(
         return _invalid_link(request)
     pledge = found[0]
     notice = None
-    if done in DONE:
-        notice = strings_for(pledge.locale)[f"done_{done}"].format(
-            date=_day(pledge.resumes_at, pledge.locale)
-        )
+    if done in DONE_NOTICES:
+        resumes = format_day(pledge.resumes_at, pledge.locale)
+        notice = translate(DONE_NOTICES[done], pledge.locale) % {"date": resumes}
     return _manage_page(request, session, settings, token, pledge, notice=notice)
 
 
@@ -205,7 +204,7 @@ def _run_change(
         return _invalid_link(request)
     pledge, reader = found
 
-    def again(message: str, status: int) -> Response:
+    def again(message: str, status: int) -> Response:  # translated by the page
         if from_save_page and service.is_running_subscription(pledge):
             return _save_page(request, settings, token, pledge, error=message, status=status)
         return _manage_page(request, session, settings, token, pledge, error=message, status=status)
@@ -218,7 +217,7 @@ def _run_change(
         return again(error.message, error.status_code)
     except GatewayError:
         session.rollback()
-        return again("Payments are unavailable for a moment. Please try again.", 503)
+        return again(UNAVAILABLE, 503)
     session.commit()
     target = f"/manage/{token}?done={done}" + ("#card-update" if done == "card" else "")
     return RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
@@ -237,7 +236,7 @@ def change_amount(
     def change(pledge: Pledge, reader: Reader) -> None:
         amount_minor = amount_from_text(amount, pledge.currency)
         if amount_minor is None:
-            raise service.ManageError("Enter an amount such as 5 or 7.50.", 422)
+            raise service.ManageError(BAD_AMOUNT, 422)
         service.change_amount(
             session, gateway, settings, pledge=pledge, reader=reader,
             amount_minor=amount_minor, interval=interval,
@@ -319,7 +318,7 @@ def save_by_lowering(
     def change(pledge: Pledge, reader: Reader) -> None:
         amount_minor = amount_from_text(amount, pledge.currency)
         if amount_minor is None:
-            raise service.ManageError("Enter an amount such as 5 or 7.50.", 422)
+            raise service.ManageError(BAD_AMOUNT, 422)
         saves.lower(
             session, gateway, settings, pledge=pledge, reader=reader, amount_minor=amount_minor
         )
@@ -381,13 +380,12 @@ class CardUpdateConfirm(BaseModel):
     setup_intent_id: str = Field(max_length=255)
 
 
-def _json_error(message: str, status: int) -> JSONResponse:
+def _json_error(message: str, status: int, language: str) -> JSONResponse:
     return JSONResponse(
-        {"message": message, "detail": []}, status_code=status, headers=PAGE_HEADERS
+        {"message": translate(message, language), "detail": []},
+        status_code=status,
+        headers=PAGE_HEADERS,
     )
-
-
-CARD_UPDATED = "Your new card will be used from the next payment."
 
 
 @router.post("/{token}/card", response_model=None)
@@ -402,10 +400,11 @@ def update_card(
     """The new card as a PaymentMethod id; the server confirms it, as the pledge form does."""
     found = _pledge_for(session, token, for_update=True)
     if found is None:
-        return _json_error(INVALID_LINK, 404)
+        return _json_error(INVALID_LINK, 404, request_language(request))
     pledge, reader = found
+    language = pledge.locale
     if submission.payment_method is None:
-        return _json_error("Enter the new card first.", 422)
+        return _json_error(Message("Enter the new card first."), 422, language)
     try:
         guard = guard_card(
             request=request, gateway=gateway, settings=settings, email=reader.email,
@@ -415,49 +414,51 @@ def update_card(
             raise too_many(exceeded)
         assert guard.card is not None
         state = service.update_card(session, gateway, pledge=pledge, reader=reader, card=guard.card)
-    except PledgeError as error:
-        return _json_error(error.message, error.status_code)
-    except service.ManageError as error:
-        return _json_error(error.message, error.status_code)
+    except (PledgeError, service.ManageError) as error:
+        return _json_error(error.message, error.status_code, language)
     except CardDeclined as declined:
         guard.outcome("failed")
-        return _json_error(declined.reason, 402)
+        return _json_error(declined.reason, 402, language)
     session.commit()
     if state.status == "requires_action":
         return CardUpdateAnswer(
             status="requires_action", client_secret=state.client_secret, setup_intent_id=state.id
         )
-    return CardUpdateAnswer(status="updated", message=CARD_UPDATED)
+    return CardUpdateAnswer(status="updated", message=translate(CARD_UPDATED, language))
 
 
 @router.post("/{token}/card/confirm", response_model=None)
 def finish_card_update(
     token: str,
     body: CardUpdateConfirm,
+    request: Request,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
 ) -> CardUpdateAnswer | JSONResponse:
     """After the bank's 3-D Secure step for the card sent to `/card`."""
     found = _pledge_for(session, token, for_update=True)
     if found is None:
-        return _json_error(INVALID_LINK, 404)
+        return _json_error(INVALID_LINK, 404, request_language(request))
+    language = found[0].locale
     try:
         service.finish_card_update(
             session, gateway, pledge=found[0], reader=found[1], setup_intent_id=body.setup_intent_id
         )
     except service.ManageError as error:
-        return _json_error(error.message, error.status_code)
+        return _json_error(error.message, error.status_code, language)
     except CardDeclined as declined:
-        return _json_error(declined.reason, 402)
+        return _json_error(declined.reason, 402, language)
     session.commit()
-    return CardUpdateAnswer(status="updated", message=CARD_UPDATED)
+    return CardUpdateAnswer(status="updated", message=translate(CARD_UPDATED, language))
 
 
 @router.get("/{token}/export", response_model=None)
-def export(token: str, session: Annotated[Session, Depends(get_session)]) -> JSONResponse:
+def export(
+    token: str, request: Request, session: Annotated[Session, Depends(get_session)]
+) -> JSONResponse:
     found = _pledge_for(session, token)
     if found is None:
-        return _json_error(INVALID_LINK, 404)
+        return _json_error(INVALID_LINK, 404, request_language(request))
     return JSONResponse(
         data_rights.export_reader(session, found[1]),
         headers={
@@ -480,7 +481,7 @@ def erase(
     if found is None:
         return _invalid_link(request)
     if confirm != "erase":
-        message = "Tick the box to confirm that we should erase your data."
+        message = Message("Tick the box to confirm that we should erase your data.")
         return _manage_page(request, session, settings, token, found[0], error=message, status=422)
     lang = found[0].locale
     data_rights.erase_reader(session, gateway, found[1])

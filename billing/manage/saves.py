@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.endpoints import events as outgoing
+from billing.i18n import Amount, Message
 from billing.manage import service
 from billing.models import Pledge, PledgeHistory, Reader
-from billing.money import format_money, to_minor
+from billing.money import to_minor
 from billing.settings import Settings
 from billing.stripe_gateway import StripeGateway
 
@@ -95,9 +96,12 @@ def lower(
 ) -> None:
     minimum = minimum_minor(settings, pledge)
     if not minimum <= amount_minor < pledge.amount_minor:
-        low, high = format_money(minimum, pledge.currency), pledge.amount_minor - 1
+        low, high = (
+            Amount(minimum, pledge.currency),
+            Amount(pledge.amount_minor - 1, pledge.currency),
+        )
         raise service.ManageError(
-            f"Enter an amount from {low} up to {format_money(high, pledge.currency)}.", 422
+            Message("Enter an amount from %(low)s up to %(high)s.", low=low, high=high), 422
         )
     service.change_amount(
         session, gateway, settings, pledge=pledge, reader=reader, amount_minor=amount_minor,
@@ -116,7 +120,7 @@ def pause(
     session: Session, gateway: StripeGateway, *, pledge: Pledge, reader: Reader, months: int
 ) -> None:
     if months not in PAUSE_MONTHS:
-        raise service.ManageError("Choose a pause of one, two or three months.", 422)
+        raise service.ManageError(Message("Choose a pause of one, two or three months."), 422)
     resumes_at = pause_until(utcnow(), months)
     service.pause(session, gateway, pledge=pledge, reader=reader, resumes_at=resumes_at)
     _record(session, pledge, "paused")

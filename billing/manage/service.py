@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from billing import notifications
 from billing.db import utcnow
 from billing.endpoints import events as outgoing
+from billing.i18n import Message
 from billing.manage import mails
 from billing.models import Payment, Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor
@@ -61,7 +62,7 @@ def is_running_subscription(pledge: Pledge) -> bool:
 
 def require_running(pledge: Pledge) -> str:
     if not is_running_subscription(pledge) or pledge.stripe_subscription_id is None:
-        raise ManageError("This pledge is not running any more, so it cannot be changed.")
+        raise ManageError(Message("This pledge is not running any more, so it cannot be changed."))
     return pledge.stripe_subscription_id
 
 
@@ -78,7 +79,7 @@ def change_amount(
     """Switch to the Plan for the new amount and interval; False when nothing changes."""
     subscription_id = require_running(pledge)
     if interval not in (PledgeInterval.MONTH, PledgeInterval.YEAR):
-        raise ManageError("Choose monthly or yearly.", 422)
+        raise ManageError(Message("Choose monthly or yearly."), 422)
     currency = check_amount(settings, amount_minor, pledge.currency)
     if (amount_minor, interval) == (pledge.amount_minor, pledge.interval):
         return False
@@ -137,7 +138,7 @@ def pause(
     then, and the ledger follows (webhooks.ledger.status_of, workers.pauses)."""
     subscription_id = require_running(pledge)
     if pledge.status != PledgeStatus.ACTIVE:
-        raise ManageError("Only an active pledge can be paused.")
+        raise ManageError(Message("Only an active pledge can be paused."))
     resumes_at = resumes_at or utcnow() + timedelta(days=PAUSE_DAYS)
     gateway.pause_collection(
         subscription_id=subscription_id, resumes_at=int(resumes_at.timestamp())
@@ -159,9 +160,9 @@ def update_card(
     """
     require_running(pledge)
     if pledge.stripe_customer_id is None:
-        raise ManageError("This pledge has no card to replace.")
+        raise ManageError(Message("This pledge has no card to replace."))
     if card.customer_id not in (None, pledge.stripe_customer_id):
-        raise ManageError("This card cannot be used here. Please enter it again.")
+        raise ManageError(Message("This card cannot be used here. Please enter it again."))
     state = gateway.confirm_setup(
         customer_id=pledge.stripe_customer_id, payment_method_id=card.id,
         pledge_id=str(pledge.id), purpose="card_update",
@@ -187,10 +188,10 @@ def finish_card_update(
         or customer_id != pledge.stripe_customer_id
         or owner_pledge_id != str(pledge.id)
     ):
-        raise ManageError("This card update does not belong to this pledge.", 404)
+        raise ManageError(Message("This card update does not belong to this pledge."), 404)
     state = gateway.retrieve_setup_intent(setup_intent_id)
     if state.status == "requires_action":
-        raise ManageError("Please confirm the new card with your bank first.")
+        raise ManageError(Message("Please confirm the new card with your bank first."))
     if not state.card_ready or state.payment_method_id is None:
         # Ended so its 3-D Secure secret confirms nothing more.
         gateway.cancel_setup_intent(setup_intent_id)

@@ -1,6 +1,7 @@
 """The ledger's tables, one module each; importing this package registers them all."""
 
 from billing.models.api_key import ApiKey
+from billing.models.cohort_supporter import CohortSupporter
 from billing.models.dispute import Dispute
 from billing.models.email_outbox import EmailOutbox
 from billing.models.giving_statement import GivingStatement
@@ -19,6 +20,7 @@ from billing.models.webhook_endpoint import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
+    "CohortSupporter",
     "Dispute",
     "EmailOutbox",
     "GivingStatement",

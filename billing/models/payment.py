@@ -36,11 +36,20 @@ class Payment(Base):
         ),
         # The payments list's order, newest first, and its cursor.
         Index("ix_payments_created_at_id", "created_at", "id"),
-        # Covers the revenue report so it never reads the table (migration 0004_reports).
+        # Covers the revenue report and a month's journal export (its references too), so
+        # neither reads the table (migrations 0004_reports, 0011_cohort_supporters).
         Index(
             "ix_payments_revenue",
             "paid_at",
-            postgresql_include=["currency", "amount_minor", "fee_minor", "status"],
+            postgresql_include=[
+                "currency",
+                "amount_minor",
+                "fee_minor",
+                "status",
+                "stripe_charge_id",
+                "stripe_payment_intent_id",
+                "stripe_invoice_id",
+            ],
             postgresql_where=text("paid_at IS NOT NULL"),
         ),
     )

@@ -7,14 +7,18 @@ add up to the amount that reached the bank.
 """
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from billing.models import ReconcileRun
+from billing.payouts.exports import SQL_DAY_FORMATS, booking_table, sql_rows
 from billing.payouts.schemas import PayoutIssue, PayoutLine, PayoutRow, ReconcileRunView
+from billing.reports.csv_export import SQL_CELL_PARAMS, SQL_CSV_FIELD, cell
+from billing.reports.params import Period
+from billing.settings import Settings
 
 # Each balance transaction with what the ledger says about its source. Stripe's reporting
 # categories say where to look, so each line probes one table by a unique index.
@@ -200,40 +204,78 @@ def line_models(lines: list[dict[str, Any]]) -> Iterator[PayoutLine]:
 
 
 # Ledger lines of a month as the revenue report counts them: payments by paid_at, refunds by
-# refunded_at (not failed or cancelled), disputes by opened_at unless won.
+# refunded_at (not failed or cancelled), disputes by opened_at unless won. A payment's gift and
+# its fee are one entry, a line and its fee line; in MONTH_LINES_ORDER.
 MONTH_LINES_SQL = """
-SELECT kind, (at AT TIME ZONE :tz)::date AS on_date, currency, amount, reference FROM (
-    -- A gift and its fee from one read of the payment.
-    SELECT line.kind, paid_at AS at, currency, line.amount,
-           coalesce(stripe_charge_id, stripe_payment_intent_id, stripe_invoice_id) AS reference
-      FROM payments
-     CROSS JOIN LATERAL (VALUES ('gift', amount_minor), ('fee', fee_minor)) AS line(kind, amount)
-     WHERE paid_at >= :start_at AND paid_at < :end_at AND status IN ('paid', 'refunded')
-       AND (line.kind = 'gift' OR coalesce(line.amount, 0) <> 0) {currency}
-    UNION ALL
-    SELECT 'refund', refunded_at, currency, amount_minor, stripe_refund_id
-      FROM refunds
-     WHERE refunded_at >= :start_at AND refunded_at < :end_at
-       AND status NOT IN ('failed', 'canceled') {currency}
-    UNION ALL
-    SELECT 'dispute', opened_at, currency, amount_minor, stripe_dispute_id
-      FROM disputes
-     WHERE opened_at >= :start_at AND opened_at < :end_at AND status <> 'won' {currency}
-) AS lines
-ORDER BY at, reference, kind = 'fee'
+-- From the index alone (ix_payments_revenue).
+SELECT 'gift' AS kind, paid_at AS at, currency, amount_minor AS amount, fee_minor AS fee,
+       coalesce(stripe_charge_id, stripe_payment_intent_id, stripe_invoice_id) AS reference
+  FROM payments
+ WHERE paid_at >= :start_at AND paid_at < :end_at AND status IN ('paid', 'refunded') {currency}
+UNION ALL
+SELECT 'refund', refunded_at, currency, amount_minor, NULL, stripe_refund_id
+  FROM refunds
+ WHERE refunded_at >= :start_at AND refunded_at < :end_at
+   AND status NOT IN ('failed', 'canceled') {currency}
+UNION ALL
+SELECT 'dispute', opened_at, currency, amount_minor, NULL, stripe_dispute_id
+  FROM disputes
+ WHERE opened_at >= :start_at AND opened_at < :end_at AND status <> 'won' {currency}
+"""
+MONTH_LINES_ORDER = "ORDER BY at, reference"
+
+# Each entry's rows in a layout, written by PostgreSQL (exports.sql_rows). An entry in a currency
+# with no known exponent gets none, and the export stops there rather than leave it out.
+MONTH_CSV_SQL = """
+WITH booked AS (
+    SELECT b.kind, b.currency, upper(b.currency) AS code, b.exponent, b.scale, b.money_in,
+           {other} AS other, {description} AS description, b.description AS description_cell,
+           CASE WHEN b.money_in THEN {balance} ELSE {other} END AS debit,
+           CASE WHEN b.money_in THEN {other} ELSE {balance} END AS credit
+      FROM jsonb_to_recordset(CAST(:bookings AS jsonb))
+           AS b (kind text, currency text, exponent int, scale bigint, money_in boolean,
+                 other text, description text)
+)
+SELECT CASE WHEN b.kind IS NOT NULL THEN {rows} END AS csv, l.currency
+  FROM ({lines}) AS l
+  LEFT JOIN booked b USING (kind, currency)
+  LEFT JOIN booked f ON f.kind = 'fee' AND f.currency = l.currency
+ {order}
 """
 
 
-def month_lines(
-    session: Session, *, start_at: datetime, end_at: datetime, currency: str | None, timezone: str
-) -> Iterator[dict[str, Any]]:
-    """The month's ledger lines, streamed: a month can hold hundreds of thousands."""
-    sql = MONTH_LINES_SQL.format(currency="AND currency = :currency" if currency else "")
-    params = {"start_at": start_at, "end_at": end_at, "currency": currency, "tz": timezone}
+def month_csv(
+    session: Session, *, period: Period, layout: str, settings: Settings
+) -> Iterator[str]:
+    """The month's ledger lines as the layout's CSV rows, streamed in chunks (no header)."""
+    sql = MONTH_CSV_SQL.format(
+        other=SQL_CSV_FIELD.format("b.other"),
+        description=SQL_CSV_FIELD.format("b.description"),
+        balance=SQL_CSV_FIELD.format("CAST(:balance AS text)"),
+        rows=sql_rows(layout),
+        lines=MONTH_LINES_SQL.format(
+            currency="AND currency = :currency" if period.currency else ""
+        ),
+        order=MONTH_LINES_ORDER,
+    )
+    params = {
+        "currency": period.currency, "tz": period.timezone, "day_format": SQL_DAY_FORMATS[layout],
+        "bookings": booking_table(settings), "balance": cell(settings.account_stripe_balance),
+        **SQL_CELL_PARAMS,
+    }  # fmt: skip
     session.execute(text("SET LOCAL jit = off"))
-    result = session.execute(text(sql), params, execution_options={"yield_per": 2000})
-    for row in result.mappings():
-        yield dict(row)
+    session.execute(text("SET LOCAL work_mem = '64MB'"))  # each worker sorts its rows in memory
+    # A query per week, each read whole: a server-side cursor would stream one query but run it
+    # on one core, and a download holds a week's lines at most.
+    start_at = period.start_at
+    while start_at < period.end_at:
+        end_at = min(start_at + timedelta(days=7), period.end_at)
+        rows = session.execute(text(sql), params | {"start_at": start_at, "end_at": end_at}).all()
+        for row in rows:
+            if row.csv is None:
+                raise ValueError(f"No exponent is known for the currency {row.currency!r}.")
+        yield "".join(row.csv for row in rows)
+        start_at = end_at
 
 
 def last_reconcile_run(session: Session) -> ReconcileRunView | None:

@@ -1,5 +1,6 @@
 """`/v1/reports/payouts…`, `/v1/reports/journal` and `/v1/reports/drift`: thin routes."""
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -58,9 +59,9 @@ def _layout(value: str) -> str:
     return value
 
 
-def _export(name: str, layout: str, lines: Any) -> StreamingResponse:
+def _export(name: str, layout: str, chunks: Iterator[str]) -> StreamingResponse:
     return StreamingResponse(
-        csv_export(lines, layout, get_settings()),
+        chunks,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}-{layout}.csv"'},
     )
@@ -75,7 +76,7 @@ def payout_export(
     _currency, lines = service.payout_journal(
         session, stripe_payout_id=stripe_payout_id, timezone=get_settings().reporting_timezone
     )
-    return _export(stripe_payout_id, chosen, lines)
+    return _export(stripe_payout_id, chosen, csv_export(lines, chosen, get_settings()))
 
 
 @router.get("/journal")
@@ -99,7 +100,9 @@ def month_export(
         first.isoformat(), last.isoformat(), code, get_settings().reporting_timezone, 1
     )
     name = f"journal-{month}" + (f"-{code}" if code else "")
-    return _export(name, chosen, service.month_journal(period=period))
+    return _export(
+        name, chosen, service.month_export(period=period, layout=chosen, settings=get_settings())
+    )
 
 
 @router.get("/drift", response_model=ReconcileRunView | None)

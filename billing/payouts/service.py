@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 
 from billing.db import get_sessionmaker
 from billing.payouts import queries
-from billing.payouts.exports import JournalLine
+from billing.payouts.exports import JournalLine, csv_export
 from billing.payouts.schemas import PayoutDetail, PayoutLine, PayoutLineWithReader, Payouts
 from billing.reports.auth import Principal
 from billing.reports.params import Period, ReportError
+from billing.settings import Settings
 
 EVERY_DAY = (date(1, 1, 1), date(9999, 12, 31))
 
@@ -98,16 +99,12 @@ def _journal_lines_of(line: dict[str, Any], currency: str, timezone: str) -> lis
     return found
 
 
-def month_journal(*, period: Period) -> Iterator[JournalLine]:
-    """The month's lines exactly as the revenue report counts them, on a session of its own
-    held while a download streams."""
+def month_export(*, period: Period, layout: str, settings: Settings) -> Iterator[str]:
+    """The month's lines exactly as the revenue report counts them, as CSV, on a session of its
+    own held while a download streams."""
+    yield "".join(csv_export((), layout, settings))  # the header alone
     with get_sessionmaker()() as session:
-        for line in queries.month_lines(
-            session, start_at=period.start_at, end_at=period.end_at, currency=period.currency,
-            timezone=period.timezone,
-        ):  # fmt: skip
-            yield JournalLine(line["kind"], line["on_date"], line["amount"], line["currency"],
-                              line["reference"] or "")  # fmt: skip
+        yield from queries.month_csv(session, period=period, layout=layout, settings=settings)
 
 
 def month_close(session: Session, *, period: Period) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import APIRouter, Depends, Header, Request, status
 from sqlalchemy.orm import Session
 
 from billing.abuse.guards import CardGuard, guard_pledge_confirmation, guard_pledge_creation
 from billing.dependencies import get_session
+from billing.i18n import request_language, translate
 from billing.pledges import service
 from billing.pledges.schemas import CardSubmission, PledgeConfirmed, PledgeCreate, PledgeCreated
 from billing.settings import Settings, get_settings
@@ -48,6 +49,7 @@ def create_pledge(
 def confirm_pledge(
     pledge_id: str,
     submission: CardSubmission,
+    request: Request,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
     guard: Annotated[CardGuard, Depends(guard_pledge_confirmation)],
@@ -59,4 +61,7 @@ def confirm_pledge(
     confirmed = service.confirm_pledge(session, gateway, pledge_id, guard.card)
     session.commit()
     guard.outcome(confirmed.status)
+    if confirmed.reason:
+        # Stored in English; said in the reader's language.
+        confirmed.reason = translate(confirmed.reason, request_language(request))
     return confirmed

@@ -6,7 +6,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt
 
 Interval = Literal["month", "year", "once"]
-Locale = Literal["en", "ru"]
 
 
 class PledgeCreate(BaseModel):
@@ -26,7 +25,13 @@ class PledgeCreate(BaseModel):
     source: str | None = Field(default=None, max_length=100, description="e.g. 'newsletter'.")
     campaign: str | None = Field(default=None, max_length=100)
     article_url: str | None = Field(default=None, max_length=2048)
-    locale: Locale = "en"
+    locale: str = Field(
+        default="en",
+        max_length=35,
+        pattern=r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$",
+        description="The reader's language (`de`, `ru-RU`): mails, pages and messages use the "
+        "closest of LANGUAGES, English when none is close.",
+    )
 
 
 class PledgeCreated(BaseModel):

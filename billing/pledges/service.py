@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from billing.abuse.limiter import MAX_CARDS_PER_PLEDGE
 from billing.db import utcnow
 from billing.endpoints import events as outgoing
+from billing.i18n import Amount, Message, language_of
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
-from billing.money import fee_cover_minor, format_money, to_minor
+from billing.money import fee_cover_minor, to_minor
 from billing.pledges.schemas import PledgeConfirmed, PledgeCreate, PledgeCreated
 from billing.reader_links import upgrade_link
 from billing.settings import Settings
@@ -55,8 +56,8 @@ class TooManyCards(PledgeError):
     status_code = 429
 
 
-TOO_MANY_CARDS = "Too many cards were tried for this pledge. Please start again later."
-AUTHENTICATION_FAILED = (
+TOO_MANY_CARDS = Message("Too many cards were tried for this pledge. Please start again later.")
+AUTHENTICATION_FAILED = Message(
     "Your bank could not confirm the payment. Please try again or use another card."
 )
 
@@ -67,15 +68,26 @@ def check_amount(settings: Settings, amount: int, currency: str) -> str:
     if code not in settings.currencies:
         choices = ", ".join(c.upper() for c in settings.currencies)
         raise InvalidPledge(
-            f"{currency.upper()} is not a currency we accept. Choose one of {choices}.", "currency"
+            Message(
+                "%(currency)s is not a currency we accept. Choose one of %(choices)s.",
+                currency=currency.upper(),
+                choices=choices,
+            ),
+            "currency",
         )
     minimum = to_minor(settings.min_amount, code)
     maximum = to_minor(settings.max_amount, code)
     if amount < minimum:
-        raise InvalidPledge(f"The smallest pledge is {format_money(minimum, code)}.", "amount")
+        raise InvalidPledge(
+            Message("The smallest pledge is %(amount)s.", amount=Amount(minimum, code)), "amount"
+        )
     if amount > maximum:
         raise InvalidPledge(
-            f"The largest pledge we can take online is {format_money(maximum, code)}.", "amount"
+            Message(
+                "The largest pledge we can take online is %(amount)s.",
+                amount=Amount(maximum, code),
+            ),
+            "amount",
         )
     return code
 
@@ -88,6 +100,8 @@ def create_pledge(
     idempotency_key: str | None,
 ) -> PledgeCreated:
     currency = check_amount(settings, request.amount, request.currency)
+    # Stored as an enabled language, so every later mail and page agrees on it.
+    request = request.model_copy(update={"locale": language_of(request.locale, settings.languages)})
     fingerprint = _fingerprint(request)
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, idempotency_key)
@@ -162,11 +176,13 @@ def confirm_pledge(
     """Try the reader's card (`card`), or finish the attempt after 3-D Secure (`card=None`)."""
     pledge = find_pending(session, pledge_id)
     if pledge is None:
-        raise PledgeNotFound("No pledge with this id.")
+        raise PledgeNotFound(Message("No pledge with this id."))
     if pledge.status != PledgeStatus.PENDING:
         return _confirmed(pledge)
     if pledge.stripe_customer_id is None:
-        raise PledgeConflict("This pledge was never set up with Stripe; please start again.")
+        raise PledgeConflict(
+            Message("This pledge was never set up with Stripe; please start again.")
+        )
 
     try:
         outcome = _try_card(gateway, pledge, card) if card else _resume(gateway, pledge)
@@ -183,7 +199,7 @@ def _try_card(gateway: StripeGateway, pledge: Pledge, card: CardInfo) -> ChargeO
         raise TooManyCards(TOO_MANY_CARDS)
     assert pledge.stripe_customer_id is not None
     if card.customer_id not in (None, pledge.stripe_customer_id):
-        raise InvalidPledge("This card cannot be used here. Please enter it again.")
+        raise InvalidPledge(Message("This card cannot be used here. Please enter it again."))
     pledge.card_attempts += 1
     # Kept for the expiry warning; a card tried later on this pledge replaces it.
     pledge.stripe_payment_method_id = card.id
@@ -205,7 +221,7 @@ def _resume(gateway: StripeGateway, pledge: Pledge) -> ChargeOutcome:
     if pledge.stripe_payment_intent_id:
         return gateway.payment_intent_outcome(pledge.stripe_payment_intent_id)
     if pledge.stripe_setup_intent_id is None:
-        raise PledgeConflict("Enter the card details first.")
+        raise PledgeConflict(Message("Enter the card details first."))
     setup = gateway.retrieve_setup_intent(pledge.stripe_setup_intent_id)
     return _after_setup(gateway, pledge, setup)
 
@@ -317,11 +333,15 @@ def _created(settings: Settings, pledge: Pledge) -> PledgeCreated:
 def _replay(settings: Settings, pledge: Pledge, fingerprint: str) -> PledgeCreated:
     if pledge.request_fingerprint != fingerprint:
         raise PledgeConflict(
-            "This Idempotency-Key was already used for a different pledge. "
-            "Use a new key for a new pledge."
+            Message(
+                "This Idempotency-Key was already used for a different pledge. "
+                "Use a new key for a new pledge."
+            )
         )
     if pledge.stripe_customer_id is None:
-        raise PledgeConflict("The first request with this Idempotency-Key is still running.")
+        raise PledgeConflict(
+            Message("The first request with this Idempotency-Key is still running.")
+        )
     return _created(settings, pledge)
 
 

@@ -33,6 +33,22 @@ def cell(value: Any) -> str | int:
     return CELL_STARTS.sub(r"\1\2'", text)
 
 
+# cell() and the csv module's quoting (QUOTE_MINIMAL: a field holding a comma, a quote or a line
+# break is quoted, its quotes doubled) spelt in SQL, for exports PostgreSQL writes itself. `{0}`
+# is a text expression; SQL_CELL takes the two patterns above as SQL_CELL_PARAMS.
+SQL_CELL = (
+    "CASE WHEN {0} ~ :plain_number THEN {0}"
+    r" ELSE regexp_replace({0}, :cell_starts, '\1\2''', 'g') END"
+)
+SQL_CELL_PARAMS = {
+    "plain_number": f"^(?:{PLAIN_NUMBER.pattern})$",
+    "cell_starts": CELL_STARTS.pattern,
+}
+SQL_CSV_FIELD = (
+    r"""CASE WHEN {0} ~ '[,"\r\n]' THEN '"' || replace({0}, '"', '""') || '"' ELSE {0} END"""
+)
+
+
 def csv_lines(columns: list[str], rows: Iterable[BaseModel]) -> Iterator[str]:
     """The header, then one line per row, produced as the rows arrive."""
     buffer = io.StringIO()

@@ -10,49 +10,35 @@ libpangoft2-1.0-0) and a font with Cyrillic (fonts-dejavu-core), installed by th
 .ci/run; about 60 ms per statement.
 """
 
-from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader
 
-from billing.money import format_money
+from billing import i18n
 from billing.settings import Settings
 from billing.statements.service import Statement
-from billing.statements.strings import STRINGS, strings_for
 
 
 def statement_locale(locale: str | None) -> str:
-    """The shipped language closest to the reader's: 'ru-RU' → 'ru', anything else → 'en'."""
-    language = (locale or "").replace("-", "_").split("_")[0].lower()
-    return language if language in STRINGS else "en"
+    """The enabled language closest to the reader's: 'ru-RU' → 'ru', anything else → 'en'."""
+    return i18n.language_of(locale)
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=select_autoescape(["html"]),
+@lru_cache(maxsize=16)
+def _environment(language: str) -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True
     )
+    return i18n.install(environment, language)
 
 
 def render_html(statement: Statement, settings: Settings) -> str:
     lang = statement_locale(statement.locale)
-
-    def day(value: date) -> str:
-        return str(format_date(value, format="long", locale=lang))
-
-    def money(amount_minor: int, currency: str) -> str:
-        return format_money(amount_minor, currency, lang)
-
     context: dict[str, Any] = {
         "lang": lang,
-        "t": strings_for(lang),
         "statement": statement,
-        "day": day,
-        "money": money,
         "newsroom": {
             "legal_name": settings.newsroom_legal_name or settings.newsroom_name,
             "address": settings.newsroom_address,
@@ -60,7 +46,7 @@ def render_html(statement: Statement, settings: Settings) -> str:
             "legal_line": settings.newsroom_legal_line,
         },
     }
-    return _environment().get_template("statement.html").render(context)
+    return _environment(lang).get_template("statement.html").render(context)
 
 
 def render_pdf(statement: Statement, settings: Settings) -> bytes:

@@ -7,8 +7,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from billing.dependencies import get_session
+from billing.i18n import Message, request_language, translate
 from billing.manage import service as manage_service
-from billing.manage.routes import PAGE_HEADERS
+from billing.manage.pages import PAGE_HEADERS
 from billing.reader_links import pledge_id_from_token
 from billing.reports.auth import Principal, report_reader
 from billing.reports.csv_export import columns_of
@@ -32,25 +33,25 @@ reports_router = APIRouter(
 
 DbSession = Annotated[Session, Depends(get_session)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
-NOT_FOUND = "There is no statement for that year."
+INVALID_LINK = Message("This link is not valid or has expired.")
 
 
 def _statement_for(
-    session: Session, settings: Settings, token: str, year: int
+    request: Request, session: Session, settings: Settings, token: str, year: int
 ) -> service.Statement | Response:
     """The same checks as the manage page: a valid, unexpired token of a reader not erased."""
     pledge_id = pledge_id_from_token(token)
     found = None if pledge_id is None else manage_service.find(session, pledge_id)
     if found is None:
         return JSONResponse(
-            {"message": "This link is not valid or has expired.", "detail": []},
+            {"message": translate(INVALID_LINK, request_language(request)), "detail": []},
             status_code=404, headers=PAGE_HEADERS,
         )  # fmt: skip
     try:
         statement = service.build_statement(session, settings, reader=found[1], year=year)
     except service.StatementError as error:
         return JSONResponse(
-            {"message": error.message, "detail": []},
+            {"message": translate(error.message, found[1].locale), "detail": []},
             status_code=error.status_code, headers=PAGE_HEADERS,
         )  # fmt: skip
     # Its number was given out on first use and must stay the same on every later download.
@@ -59,8 +60,10 @@ def _statement_for(
 
 
 @manage_router.get("/{token}/statements/{year}.pdf", response_model=None)
-def statement_pdf(token: str, year: int, session: DbSession, settings: AppSettings) -> Response:
-    statement = _statement_for(session, settings, token, year)
+def statement_pdf(
+    request: Request, token: str, year: int, session: DbSession, settings: AppSettings
+) -> Response:
+    statement = _statement_for(request, session, settings, token, year)
     if isinstance(statement, Response):
         return statement
     return Response(
@@ -74,8 +77,10 @@ def statement_pdf(token: str, year: int, session: DbSession, settings: AppSettin
 
 
 @manage_router.get("/{token}/statements/{year}.html", response_class=HTMLResponse)
-def statement_html(token: str, year: int, session: DbSession, settings: AppSettings) -> Response:
-    statement = _statement_for(session, settings, token, year)
+def statement_html(
+    request: Request, token: str, year: int, session: DbSession, settings: AppSettings
+) -> Response:
+    statement = _statement_for(request, session, settings, token, year)
     if isinstance(statement, Response):
         return statement
     return HTMLResponse(render.render_html(statement, settings), headers=PAGE_HEADERS)

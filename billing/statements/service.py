@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db import utcnow
+from billing.i18n import Message
 from billing.models import Reader
 from billing.outbox import SEND_EMAIL_TASK
 from billing.settings import Settings
@@ -88,7 +89,7 @@ class Statement:
 
 def fiscal_year_of(settings: Settings, year: int) -> FiscalYear:
     if not MIN_YEAR <= year <= MAX_YEAR:
-        raise StatementError(f"There are no statements for {year}.")
+        raise StatementError(Message("There are no statements for %(year)s.", year=year))
     return fiscal_year(year, settings.fiscal_year_start, settings.reporting_timezone)
 
 
@@ -145,10 +146,12 @@ def build_statement(
     """
     fiscal = fiscal_year_of(settings, year)
     if not is_complete(fiscal, today(settings)):
-        raise StatementError(f"The fiscal year {fiscal.label} is not over yet.")
+        raise StatementError(
+            Message("The fiscal year %(year)s is not over yet.", year=fiscal.label)
+        )
     events = queries.reader_events(session, reader.id, fiscal)
     if not events:
-        raise StatementError(f"Nothing was given in {fiscal.label}.")
+        raise StatementError(Message("Nothing was given in %(year)s.", year=fiscal.label))
     queries.allocate_numbers(session, fiscal, settings.statement_number_prefix, reader.id)
     number = queries.statement_number(session, reader.id, year)
     assert number is not None  # allocated just above for a reader with events
@@ -201,7 +204,9 @@ def queue_statements(session: Session, settings: Settings, *, year: int) -> Queu
     """
     fiscal = fiscal_year_of(settings, year)
     if not is_complete(fiscal, today(settings)):
-        raise StatementError(f"The fiscal year {fiscal.label} is not over yet.", 409)
+        raise StatementError(
+            Message("The fiscal year %(year)s is not over yet.", year=fiscal.label), 409
+        )
     queries.allocate_numbers(session, fiscal, settings.statement_number_prefix)
     inserted, readers = queries.queue_statement_mails(
         session, fiscal, template=STATEMENT_TEMPLATE, key_prefix="statement"

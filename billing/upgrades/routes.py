@@ -1,28 +1,24 @@
 """The "make it monthly" page behind the signed link in a gift's receipt and thank-you."""
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from billing.dependencies import get_session
+from billing.i18n import request_language, translate
 from billing.manage import service as manage
-from billing.manage.routes import PAGE_HEADERS, amount_from_text
-from billing.manage.strings import request_locale, strings_for
+from billing.manage.pages import PAGE_HEADERS, render_page
+from billing.manage.routes import BAD_AMOUNT, INVALID_LINK, UNAVAILABLE, amount_from_text
 from billing.models import Pledge, Reader
-from billing.money import CURRENCY_EXPONENTS, format_money, to_minor
+from billing.money import CURRENCY_EXPONENTS, to_minor
 from billing.pledges.service import PledgeError
 from billing.reader_links import UPGRADE_SALT, manage_link, pledge_id_from_token
 from billing.settings import Settings, get_settings
 from billing.stripe_gateway import CardDeclined, GatewayError, StripeGateway, get_gateway
 from billing.upgrades import service
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=[HERE / "templates", HERE.parent / "manage" / "templates"])
-templates.env.filters["money"] = format_money
 router = APIRouter(prefix="/monthly", include_in_schema=False)
 
 
@@ -46,17 +42,12 @@ def _page(
     status: int = 200,
 ) -> Response:
     if found is None:
-        words = strings_for(request_locale(request))
-        context: dict[str, Any] = {"t": words, "lang": "en", "message": words["invalid_link"]}
-        return templates.TemplateResponse(
-            request, "request_link.html", context, status_code=404, headers=PAGE_HEADERS
-        )
+        message = translate(INVALID_LINK, request_language(request))
+        return render_page(request, "request_link.html", {"message": message}, status=404)
     gift = found[0]
     monthly = service.upgrade_of(session, gift)
     suggested = service.suggested_minor(settings, gift)
-    context = {
-        "t": strings_for(gift.locale),
-        "lang": gift.locale,
+    context: dict[str, Any] = {
         "token": token,
         "gift": gift,
         "monthly": monthly,
@@ -64,14 +55,12 @@ def _page(
         "manage_url": manage_link(monthly.id) if monthly is not None else None,
         "amount_text": amount_text or _major_text(suggested, gift.currency),
         "minimum": to_minor(settings.min_amount, gift.currency),
-        "error": error,
+        "error": translate(error, gift.locale) if error else None,
         "client_secret": client_secret,
         "stripe_js_url": settings.stripe_js_url,
         "publishable_key": settings.stripe_publishable_key,
     }
-    return templates.TemplateResponse(
-        request, "monthly.html", context, status_code=status, headers=PAGE_HEADERS
-    )
+    return render_page(request, "monthly.html", context, language=gift.locale, status=status)
 
 
 def _major_text(amount_minor: int, currency: str) -> str:
@@ -107,7 +96,7 @@ def start_monthly(
     try:
         amount_minor = amount_from_text(amount, gift.currency)
         if amount_minor is None:
-            raise manage.ManageError("Enter an amount such as 5 or 7.50.", 422)
+            raise manage.ManageError(BAD_AMOUNT, 422)
         started = service.start_monthly(
             session, gateway, settings, gift=gift, reader=reader, amount_minor=amount_minor
         )
@@ -121,8 +110,7 @@ def start_monthly(
         session.rollback()
         return _page(
             request, settings, token, _gift_for(session, token), session=session,
-            amount_text=amount, error="Payments are unavailable for a moment. Please try again.",
-            status=503,
+            amount_text=amount, error=UNAVAILABLE, status=503,
         )  # fmt: skip
     session.commit()
     if started.client_secret:
@@ -135,18 +123,20 @@ def start_monthly(
 @router.post("/{token}/confirm", response_model=None)
 def finish_monthly(
     token: str,
+    request: Request,
     session: Annotated[Session, Depends(get_session)],
     gateway: Annotated[StripeGateway, Depends(get_gateway)],
 ) -> JSONResponse:
     """After `stripe.handleNextAction`: `{"status": "active" | "failed" | "pending"}`."""
     found = _gift_for(session, token, for_update=True)
     if found is None:
-        return JSONResponse({"message": "This link is not valid or has expired."}, 404)
+        return JSONResponse({"message": translate(INVALID_LINK, request_language(request))}, 404)
+    language = found[0].locale
     try:
         pledge = service.finish(session, gateway, gift=found[0])
     except manage.ManageError as error:
-        return JSONResponse({"message": error.message}, error.status_code)
+        return JSONResponse({"message": translate(error.message, language)}, error.status_code)
     except CardDeclined as declined:
-        return JSONResponse({"message": declined.reason}, 402)
+        return JSONResponse({"message": translate(declined.reason, language)}, 402)
     session.commit()
     return JSONResponse({"status": pledge.status}, headers=PAGE_HEADERS)

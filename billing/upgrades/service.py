@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from billing.db import utcnow
 from billing.endpoints import events as outgoing
+from billing.i18n import Message
 from billing.manage.service import ManageError
 from billing.models import Pledge, PledgeInterval, PledgeStatus, Reader
 from billing.money import fee_cover_minor, minor_per_major, to_minor
@@ -63,13 +64,15 @@ def start_monthly(
     if existing is not None:
         return Started(existing)
     if not is_upgradable(gift):
-        raise ManageError("Only a paid one-time gift can be made monthly.")
+        raise ManageError(Message("Only a paid one-time gift can be made monthly."))
     currency = check_amount(settings, amount_minor, gift.currency)
     card = gift.stripe_payment_method_id
     if card is None and gift.stripe_payment_intent_id:
         card = gateway.payment_intent_card(gift.stripe_payment_intent_id)
     if card is None or gift.stripe_customer_id is None:
-        raise ManageError("We no longer hold the card of this gift. Please pledge on our site.")
+        raise ManageError(
+            Message("We no longer hold the card of this gift. Please pledge on our site.")
+        )
     fee = (
         fee_cover_minor(amount_minor, settings.card_fee_basis_points, settings.card_fee_fixed_minor)
         if gift.cover_fees
@@ -107,7 +110,7 @@ def finish(session: Session, gateway: StripeGateway, *, gift: Pledge) -> Pledge:
     """After the bank's 3-D Secure step: the subscription's state decides, as for the widget."""
     pledge = upgrade_of(session, gift)
     if pledge is None:
-        raise ManageError("There is no monthly pledge to confirm yet.", 404)
+        raise ManageError(Message("There is no monthly pledge to confirm yet."), 404)
     if pledge.status == PledgeStatus.PENDING:
         confirmed = confirm_pledge(session, gateway, str(pledge.id), None)
         if confirmed.status == "failed":

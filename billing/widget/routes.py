@@ -1,15 +1,17 @@
-"""Serves widget.js and its stylesheet, the settings it needs, and the demo article page."""
+"""Serves widget.js, its stylesheet and words, the settings it needs, and the demo article page."""
 
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
+from babel.messages.extract import extract
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from billing.i18n import translations
 from billing.money import CURRENCY_EXPONENTS, to_minor
 from billing.settings import Settings, get_settings
 from billing.widget.schemas import Captcha, CurrencyLimits, FeeRule, WidgetConfig
@@ -58,6 +60,40 @@ def widget_script(settings: Annotated[Settings, Depends(get_settings)]) -> Respo
         prelude + _widget_source(),
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@lru_cache(maxsize=1)
+def widget_msgids() -> frozenset[str]:
+    """Every `_("…")` text in widget.js, found the way `pybabel extract` finds it."""
+    with (HERE / "static" / "widget.js").open("rb") as source:
+        found = extract("javascript", source)
+        return frozenset(
+            message for _line, message, _notes, _context in found if isinstance(message, str)
+        )
+
+
+@lru_cache(maxsize=16)
+def widget_words(language: str) -> dict[str, str]:
+    """The widget's texts in `language`, from the same catalog as mails and pages; a text the
+    catalog lacks is left out, and the widget shows it in English."""
+    catalog = translations(language)
+    words = {msgid: catalog.gettext(msgid) for msgid in sorted(widget_msgids())}
+    return {msgid: text for msgid, text in words.items() if text != msgid}
+
+
+@router.get("/widget/i18n/{language}.json", include_in_schema=False)
+def widget_language(
+    language: str, settings: Annotated[Settings, Depends(get_settings)]
+) -> Response:
+    """One language's words, loaded by the widget only on pages in that language: widget.js
+    itself carries English alone."""
+    if language not in settings.languages:
+        raise HTTPException(status_code=404)
+    return Response(
+        json.dumps(widget_words(language), ensure_ascii=False),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600"},
     )
 
 

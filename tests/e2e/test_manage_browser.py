@@ -67,7 +67,8 @@ def test_reader_changes_the_amount_updates_the_card_and_cancels(
     expect(page.get_by_role("status")).to_have_text(
         "Your pledge was cancelled. A confirmation is on its way."
     )
-    expect(page.locator("#status")).to_have_text("canceled")
+    # In words; the ledger and the API spell it "canceled".
+    expect(page.locator("#status")).to_have_text("cancelled")
     db.expire_all()
     pledge = db.get(Pledge, pledge_id)
     assert pledge is not None

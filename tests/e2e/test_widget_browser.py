@@ -1,5 +1,7 @@
 """A reader pledging from the widget in headless Chromium, against `pledges serve` + localstripe."""
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
@@ -164,6 +166,46 @@ def test_widget_on_another_allowed_origin_takes_a_pledge(
     monthly = page.get_by_role("link", name="Поддерживать ежемесячно")
     href = monthly.get_attribute("href") or ""
     assert pledge_id_from_token(href.rsplit("/monthly/", 1)[1], salt=UPGRADE_SALT) == pledge.id
+
+
+def test_widget_in_german_loads_its_words_on_demand_and_takes_a_pledge(
+    page: Page, allowed_site: ArticleSite, live_server: str, db: Session
+) -> None:
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    open_widget(page, allowed_site.url(locale="de"))
+
+    expect(page.locator(".rp-widget")).to_have_attribute("lang", "de")
+    expect(
+        page.get_by_role("heading", name="Unterstützen Sie unseren Journalismus")
+    ).to_be_visible()
+    button = page.get_by_role("button", name=re.compile(r"^Mit 5\s€ im Monat unterstützen$"))
+    expect(button).to_be_visible()
+    page.get_by_label("E-Mail").fill("leserin@example.org")
+    page.get_by_label("Name (optional)").fill("Lena Leserin")
+    fill_card(page, DECLINED_ON_SETUP)
+    page.locator(".rp-submit").click()
+    # The refusal comes from the server, in the widget's language.
+    expect(page.get_by_role("alert")).to_contain_text("Ihre Karte wurde abgelehnt.")
+
+    fill_card(page, VISA)
+    page.locator(".rp-submit").click()
+    expect(page.get_by_role("heading", name="Vielen Dank!")).to_be_visible()
+    expect(page.locator(".rp-thanks")).to_contain_text("ist aktiv")
+    [pledge] = pledges(db)
+    assert (pledge.status, pledge.locale) == ("active", "de")
+    assert [url for url in asked if "/widget/i18n/" in url] == [
+        f"{live_server}/widget/i18n/de.json"
+    ]
+
+
+def test_widget_in_a_language_we_do_not_ship_speaks_english(
+    page: Page, allowed_site: ArticleSite
+) -> None:
+    open_widget(page, allowed_site.url(locale="fr"))
+
+    expect(page.locator(".rp-widget")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", name="Support our journalism")).to_be_visible()
 
 
 def test_widget_on_a_disallowed_origin_is_refused(

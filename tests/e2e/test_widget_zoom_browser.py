@@ -97,14 +97,14 @@ def assert_submit_in_view_and_pressable(page: Page) -> None:
     assert placed == {"inView": True, "onTop": True}
 
 
-@pytest.mark.parametrize("language", ["en", "ru"])
+@pytest.mark.parametrize("language", ["en", "ru", "de"])
 def test_widget_at_200_percent_fits_and_its_button_works(
     language: str, zoomed_page: Page, live_server: str, allowed_site: ArticleSite
 ) -> None:
     page = zoomed_page
     screen = "phone" if page.viewport_size and page.viewport_size["width"] < 320 else "desktop"
-    page.goto(f"{live_server}/demo" if language == "en" else allowed_site.url(locale="ru"))
-    expect(page.locator(".rp-widget[data-ready=true]")).to_be_visible()
+    page.goto(f"{live_server}/demo" if language == "en" else allowed_site.url(locale=language))
+    expect(page.locator(f".rp-widget[data-ready=true][lang={language}]")).to_be_visible()
     assert_nothing_cut_off_or_overlapping(page, f"{screen}-{language}-form")
     assert_submit_in_view_and_pressable(page)
 

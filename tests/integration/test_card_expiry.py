@@ -1,5 +1,5 @@
 """A month before the paying card runs out, one mail; none once the card was replaced or updated
-by Stripe's card updater. Failed-payment mails say why, from the decline code, in en and ru."""
+by Stripe's card updater. Failed-payment mails say why, from the decline code, in en, ru and de."""
 
 import copy
 import json
@@ -142,6 +142,8 @@ class ChargeSays:
         ("ru", "insufficient_funds", "Причина: банк сообщил, что на карте недостаточно средств"),
         ("ru", "generic_decline", "Причина: банк отклонил платёж, не сообщив нам причину"),
         ("ru", "authentication_required", "Причина: банк просит вас самостоятельно подтвердить"),
+        ("de", "expired_card", "Grund: Ihre Karte ist abgelaufen"),
+        ("de", "generic_decline", "Grund: Ihre Bank hat die Zahlung abgelehnt"),
     ],
 )
 def test_failed_payment_mail_says_why_from_the_decline_code(

@@ -275,7 +275,7 @@ def test_an_email_whose_template_does_not_exist_fails_at_once_for_an_operator(
     assert deliver_pending(db) == ["failed"]
     row = db.scalars(select(EmailOutbox)).one()
     db.refresh(row)
-    assert row.last_error == "rendering: no email template en/survey.txt"
+    assert row.last_error == "rendering: no email template survey"
     assert smtp_server.messages == []
 
 

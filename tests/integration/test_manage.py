@@ -443,6 +443,32 @@ def test_manage_page_speaks_the_readers_language(
     assert "Прислать ссылку" in request_form.text
 
 
+def test_manage_and_save_pages_in_german_with_plurals_and_a_german_error(
+    client: TestClient, browser_stripe: BrowserStripe
+) -> None:
+    german = active_pledge(client, browser_stripe, email="de@example.org", locale="de")
+    token = manage_token(german.id)
+
+    page = client.get(f"/manage/{token}")
+    refused = client.post(f"/manage/{token}/amount", data={"amount": "viel", "interval": "month"})
+    save = client.post(f"/manage/{token}/cancel/start", follow_redirects=True)
+    russian_save = client.post(
+        f"/manage/{manage_token(active_pledge(client, browser_stripe, locale='ru').id)}"
+        "/cancel/start",
+        follow_redirects=True,
+    )
+    unknown = client.get("/manage/not-a-token", headers={"Accept-Language": "de-CH, en;q=0.5"})
+
+    assert '<html lang="de">' in page.text
+    assert "Ihre Unterstützung" in page.text and "5,00\xa0€ im Monat" in page.text
+    assert '<dd id="status">aktiv</dd>' in page.text
+    assert refused.status_code == 422
+    assert "Bitte geben Sie einen Betrag wie 5 oder 7,50 ein." in refused.text
+    assert all(f"{n} Monat{'e' if n > 1 else ''} (bis " in save.text for n in (1, 2, 3))
+    assert all(words in russian_save.text for words in ("1 месяц (до ", "2 месяца (до "))
+    assert unknown.status_code == 404 and "Dieser Link ist ungültig" in unknown.text
+
+
 FIXTURES = json.loads(
     (Path(__file__).resolve().parents[2] / "webhooks" / "stripe_objects.json").read_text()
 )["resources"]

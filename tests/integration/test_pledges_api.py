@@ -343,7 +343,7 @@ BAD_INPUTS = [
     ("email without domain", {"email": "reader@"}, "valid email address"),
     ("cover_fees not a bool", {"cover_fees": "yes"}, "true or false"),
     ("unknown field", {"amount_major": 5}, "Unknown field: amount_major"),
-    ("unknown locale", {"locale": "xx"}, "en or ru"),
+    ("malformed locale", {"locale": "english!"}, "language code such as en or de"),
 ]
 
 
@@ -364,6 +364,42 @@ def test_bad_input_is_a_422_with_a_clear_message_and_leaves_nothing_behind(
     assert count(db, Pledge) == 0 and count(db, Reader) == 0
     customers_after = len(stripe_api.get("/v1/customers", params={"limit": 100}).json()["data"])
     assert customers_after == customers_before
+
+
+@pytest.mark.parametrize(
+    ("asked", "stored"),
+    [("de", "de"), ("de-AT", "de"), ("ru_RU", "ru"), ("fr", "en"), ("xx", "en")],
+)
+def test_a_pledge_keeps_the_closest_enabled_language_and_english_for_any_other(
+    client: TestClient, db: Session, asked: str, stored: str
+) -> None:
+    response = client.post("/v1/pledges", json=pledge_body(locale=asked))
+
+    assert response.status_code == 201, response.text
+    pledge = db.scalars(select(Pledge)).one()
+    assert pledge.locale == stored
+    assert db.get(Reader, pledge.reader_id).locale == stored  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [
+        ("de-DE,de;q=0.9,en;q=0.5", "Der kleinste Beitrag ist 2,00\xa0€."),
+        ("ru", "Минимальная сумма — 2,00\xa0€."),
+        ("fr, en;q=0.1", "The smallest pledge is €2.00."),
+        ("", "The smallest pledge is €2.00."),
+    ],
+)
+def test_an_error_speaks_the_language_the_client_asks_for(
+    client: TestClient, language: str, message: str
+) -> None:
+    response = client.post(
+        "/v1/pledges", json=pledge_body(amount=150), headers={"Accept-Language": language}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["message"] == message
+    assert response.json()["detail"][0]["msg"] == message
 
 
 @pytest.mark.parametrize(

@@ -268,11 +268,14 @@ FOLLOW_UPS = {
     "ru": ["Напоминание: платёж в пользу The Daily Bugle всё ещё не прошёл",
            "Последнее напоминание: ваша поддержка The Daily Bugle скоро прекратится",
            "Спасибо, платёж прошёл"],
+    "de": ["Erinnerung: Ihre Zahlung an The Daily Bugle ist noch offen",
+           "Letzte Erinnerung: Ihre Unterstützung für The Daily Bugle endet bald",
+           "Danke, Ihre Zahlung ist durchgegangen"],
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("locale", ["en", "ru"])
-def test_follow_up_mails_second_reminder_final_notice_and_recovery_in_both_locales(
+@pytest.mark.parametrize("locale", ["en", "ru", "de"])
+def test_follow_up_mails_second_reminder_final_notice_and_recovery_in_every_language(
     db: Session, smtp_server: CaughtMail, newsroom: None, locale: str
 ) -> None:
     import time_machine

@@ -215,6 +215,25 @@ def test_statement_in_russian_prints_cyrillic(
     assert "18,00\xa0€" in text or "18,00 €" in text
 
 
+def test_statement_in_german_with_german_words_dates_and_amounts(
+    client: TestClient, db: Session, ledger: Ledger, after_2026: None
+) -> None:
+    reader_named(db, "ada").locale = "de"
+    db.commit()
+
+    token = token_of(db, "ada")
+    text = pdf_text(client.get(f"/manage/{token}/statements/2026.pdf").content)
+    html = client.get(f"/manage/{token}/statements/2026.html").text
+    future = client.get(f"/manage/{token}/statements/2027.pdf")
+
+    for expected in ("Spendenübersicht", "Geschäftsjahr 2026", "Nettobeitrag", "18,00\xa0€",
+                     "1. Januar 2026 bis 31. Dezember 2026"):  # fmt: skip
+        assert expected in html, expected
+    assert "Spendenübersicht" in text and "Nettobeitrag" in text
+    assert '<html lang="de">' in html
+    assert future.json()["message"] == "Das Geschäftsjahr 2027 ist noch nicht abgeschlossen."
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

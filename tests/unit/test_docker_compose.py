@@ -186,3 +186,5 @@ def test_the_image_installs_what_the_services_run() -> None:
     for package in ("billing", "webhooks", "workers"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "constraints.txt" in dockerfile and (ROOT / "constraints.txt").exists()
+    # The catalogs' .mo files are not in git; the image compiles them before installing.
+    assert "pybabel compile -D messages -d billing/locales" in dockerfile

@@ -1,7 +1,9 @@
-"""Rendering, locales, reader links and the email settings, without a database."""
+"""Rendering in every language, locales, reader links and the email settings, without a database."""
+# ruff: noqa: RUF001  (Russian text is meant to be Cyrillic)
 
 import email
 import email.policy
+import json
 import re
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -30,13 +32,42 @@ CONTEXT: dict[str, Any] = {
     "resumes_date": "January 1, 2027",
     "links": [{"manage_url": "https://news.example/manage/t", "amount": "€5.00",
                "interval": "month", "status": "active"}],
+    "fiscal_year_label": "2026", "statement_number": "S-2026-000042",
+    "statement_totals": ["€18.00"], "statement_payments": 3,
 }  # fmt: skip
+# Every optional part switched on, so every sentence of every template is rendered.
+FULL = {**CONTEXT, "reader_name": "Ada", "decline_kind": "expired_card",
+        "next_attempt_date": "December 3, 2026", "upgrade_url": "https://news.example/monthly/t",
+        "refund_amount": "€2.00", "period_start": "November 1, 2026",
+        "period_end": "November 30, 2026",
+        "newsroom": {**CONTEXT["newsroom"], "support_email": "help@bugle.example",
+                     "url": "https://bugle.example"}}  # fmt: skip
 TEMPLATES = [
     "welcome_receipt", "receipt", "gift_receipt", "recovery_receipt", "payment_failed",
     "update_card", "payment_reminder", "final_notice", "cancellation", "support_ended", "refund",
     "endpoint_disabled", "amount_changed", "card_updated", "paused", "manage_link",
-    "resuming", "card_expiring",
+    "resuming", "card_expiring", "statement",
 ]  # fmt: skip
+LANGUAGES = ["en", "ru", "de"]
+# English words a German or Russian mail may keep: the names of commands an operator types,
+# and words German shares with English.
+KEPT_IN = {
+    "ru": {"pledges", "endpoints", "enable", "replay", "since", "pdf"},
+    "de": {
+        "pledges",
+        "endpoints",
+        "enable",
+        "replay",
+        "since",
+        "pdf",
+        "link",
+        "webhook",
+        "bank",
+        "minute",
+        "system",
+        "pause",
+    },
+}
 CODE = Path(__file__).resolve().parents[2]
 
 
@@ -51,7 +82,7 @@ def setting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     get_settings.cache_clear()
 
 
-@pytest.mark.parametrize("locale", ["en", "ru"])
+@pytest.mark.parametrize("locale", LANGUAGES)
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_shipped_template_renders_subject_text_and_html(locale: str, template: str) -> None:
     rendered = render_email(template, locale, CONTEXT)
@@ -60,6 +91,47 @@ def test_every_shipped_template_renders_subject_text_and_html(locale: str, templ
     assert "The Bugle" in rendered.text and "\n\n\n" not in rendered.text
     assert f'<html lang="{locale}">' in rendered.html
     assert "{{" not in rendered.text + rendered.html
+    assert "%(" not in rendered.subject + rendered.text + rendered.html
+
+
+def english_words(text: str) -> set[str]:
+    return {
+        word.lower() for word in re.findall(r"[A-Za-z]{3,}", re.sub(r"<[^>]+>|&\w+;", " ", text))
+    }
+
+
+@pytest.mark.parametrize("locale", ["ru", "de"])
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_no_english_is_left_in_a_translated_mail(locale: str, template: str) -> None:
+    """Only what the context brings (names, addresses, amounts, dates) may stay English."""
+    english = render_email(template, "en", FULL)
+    translated = render_email(template, locale, FULL)
+    ours = english_words(english.subject + english.text + english.html) - english_words(
+        json.dumps(FULL)
+    )
+
+    for part in (translated.subject, translated.text, translated.html):
+        assert english_words(part) & ours <= KEPT_IN[locale], part
+    assert translated.subject != english.subject
+
+
+def test_a_mail_in_german_speaks_german_with_german_plurals() -> None:
+    one = render_email("statement", "de", {**FULL, "statement_payments": 1})
+    five = render_email("statement", "de", {**FULL, "statement_payments": 5})
+
+    assert one.subject == "Ihre Spendenübersicht 2026 von The Bugle"
+    assert one.text.startswith("Guten Tag Ada,\n\nvielen Dank für Ihre Unterstützung im Jahr 2026.")
+    assert "Sie enthält 1 Zahlung." in one.text and "Sie enthält 5 Zahlungen." in five.text
+    assert "Nettobeitrag: <strong>€18.00</strong>" in one.html
+
+
+@pytest.mark.parametrize(("count", "words"), [(1, "1 платёж"), (2, "2 платежа"), (5, "5 платежей"),
+                                             (21, "21 платёж"), (12, "12 платежей")])  # fmt: skip
+def test_russian_plurals_take_the_form_the_count_needs(count: int, words: str) -> None:
+    rendered = render_email("statement", "ru", {**FULL, "statement_payments": count})
+
+    assert f"В ней {words}." in rendered.text
+    assert f"В ней {words}." in rendered.html
 
 
 def test_every_template_the_code_queues_is_shipped() -> None:
@@ -78,35 +150,52 @@ def test_every_template_the_code_queues_is_shipped() -> None:
 
 @pytest.mark.parametrize(
     ("asked", "shipped"),
-    [("ru", "ru"), ("ru-RU", "ru"), ("ru_RU", "ru"), ("EN-gb", "en"), ("de", "en"), ("", "en")],
-)
+    [("ru", "ru"), ("ru-RU", "ru"), ("ru_RU", "ru"), ("EN-gb", "en"), ("de", "de"),
+     ("de-AT", "de"), ("fr", "en"), ("", "en")],
+)  # fmt: skip
 def test_the_readers_locale_picks_the_closest_shipped_language(asked: str, shipped: str) -> None:
     assert pick_locale(asked) == shipped
 
 
+def test_a_disabled_language_is_written_in_english(setting: Any) -> None:
+    setting("LANGUAGES", "en,ru")
+
+    assert pick_locale("de") == "en"
+    assert render_email("receipt", "de", CONTEXT).subject == "Your receipt from The Bugle"
+    assert render_email("receipt", "ru", CONTEXT).subject == "Квитанция от The Bugle"
+
+
 def test_unknown_template_is_refused_by_name() -> None:
-    with pytest.raises(UnknownTemplate, match=r"no email template en/thank_you_card\.txt"):
+    with pytest.raises(UnknownTemplate, match=r"no email template thank_you_card"):
         render_email("thank_you_card", "en", CONTEXT)
 
 
 def test_a_newsroom_folder_overrides_one_template_and_keeps_the_rest(
     tmp_path: Path, setting: Any
 ) -> None:
-    (tmp_path / "en").mkdir()
-    (tmp_path / "en" / "receipt.txt").write_text(
-        '{% extends "en/base.txt" %}{% block subject %}Danke, {{ newsroom.name }}{% endblock %}'
-        "{% block content %}Our own words.{% endblock %}"
+    (tmp_path / "receipt.txt").write_text(
+        '{% extends "base.txt" %}{% block subject %}{{ _("Your receipt from %(newsroom)s", '
+        "newsroom=newsroom.name) }}!{% endblock %}{% block content %}Our own words.{% endblock %}"
     )
-    (tmp_path / "en" / "receipt.html").write_text("<p>Our own words.</p>")
+    (tmp_path / "receipt.html").write_text("<p>Our own words.</p>")
+    (tmp_path / "de").mkdir()
+    (tmp_path / "de" / "refund.txt").write_text(
+        '{% extends "base.txt" %}{% block subject %}Erstattet{% endblock %}'
+        "{% block content %}Unsere Worte.{% endblock %}"
+    )
     setting("EMAIL_TEMPLATES_DIR", str(tmp_path))
 
     receipt = render_email("receipt", "en", CONTEXT)
+    receipt_ru = render_email("receipt", "ru", CONTEXT)
     refund = render_email("refund", "en", {**CONTEXT, "refund_amount": "€1.00"})
+    refund_de = render_email("refund", "de", {**CONTEXT, "refund_amount": "€1.00"})
 
-    assert receipt.subject == "Danke, The Bugle"
+    assert receipt.subject == "Your receipt from The Bugle!"
     assert receipt.text.startswith("Our own words.")
     assert "Our own words." in receipt.html
+    assert receipt_ru.subject == "Квитанция от The Bugle!"
     assert refund.subject == "Your refund from The Bugle"
+    assert (refund_de.subject, refund_de.text.splitlines()[0]) == ("Erstattet", "Unsere Worte.")
 
 
 def test_retry_delay_grows_exponentially_with_jitter_and_a_ceiling() -> None:

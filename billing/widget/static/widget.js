@@ -1,53 +1,25 @@
 /* Reader Pledges support widget: one <script src=".../widget/widget.js" data-...> tag.
  * Options (all optional): data-appeal, data-title, data-amounts="5,10,20", data-currency,
- * data-interval, data-locale (en|ru), data-campaign, data-source, data-target (CSS selector),
- * data-css="none" to skip the default stylesheet. */
+ * data-interval, data-locale (en, ru, de: a language of LANGUAGES), data-campaign, data-source,
+ * data-target (CSS selector), data-css="none" to skip the default stylesheet. */
 (function () {
   "use strict";
   var script = document.currentScript;
   var base = new URL(script.src).origin;
   var opts = script.dataset;
-  var STRINGS = {
-    en: {
-      title: "Support our journalism", appeal: "Independent reporting is paid for by readers like you. Support us monthly, starting from just 2.",
-      frequency: "How often", month: "Monthly", year: "Yearly", once: "One time",
-      amount: "Amount", other: "Other amount", currency: "Currency", email: "Email", name: "Name (optional)",
-      card: "Card", coverFee: "Add {fee} to cover the card fee", submit: "Pledge {amount}",
-      perMonth: "{amount} a month", perYear: "{amount} a year",
-      processing: "Processing your pledge…", minimum: "The smallest pledge is {amount}.",
-      maximum: "The largest pledge we can take online is {amount}.", badAmount: "Enter an amount, for example 5.",
-      badEmail: "Enter a valid email address.", declined: "Your card was declined. Please try another card or contact your bank.",
-      auth: "Your bank could not confirm the payment. Please try again or use another card.",
-      network: "We could not reach the payment service. Please try again.", unavailable: "Pledges are not available on this site.",
-      thanks: "Thank you!", thanksText: "Your pledge of {amount} is active. A receipt is on its way to {email}.",
-      website: "Leave this field empty", tooMany: "Too many attempts. Please try again later.",
-      monthlyText: "Would you like to give a little every month instead?", makeMonthly: "Make it monthly"
-    },
-    ru: {
-      title: "Поддержите нашу журналистику", appeal: "Независимую журналистику оплачивают читатели. Поддержите нас ежемесячно — от 2.",
-      frequency: "Как часто", month: "Ежемесячно", year: "Раз в год", once: "Один раз",
-      amount: "Сумма", other: "Другая сумма", currency: "Валюта", email: "Эл. почта", name: "Имя (необязательно)",
-      card: "Карта", coverFee: "Добавить {fee} на комиссию за карту", submit: "Поддержать: {amount}",
-      perMonth: "{amount} в месяц", perYear: "{amount} в год",
-      processing: "Оформляем поддержку…", minimum: "Минимальная сумма — {amount}.",
-      maximum: "Максимальная сумма онлайн — {amount}.", badAmount: "Введите сумму, например 5.",
-      badEmail: "Введите правильный адрес эл. почты.", declined: "Карта отклонена. Попробуйте другую карту или обратитесь в банк.",
-      auth: "Банк не подтвердил платёж. Попробуйте ещё раз или используйте другую карту.",
-      network: "Платёжный сервис недоступен. Попробуйте ещё раз.", unavailable: "Поддержка недоступна на этом сайте.",
-      thanks: "Спасибо!", thanksText: "Ваша поддержка на {amount} оформлена. Квитанция придёт на {email}.",
-      website: "Оставьте это поле пустым", tooMany: "Слишком много попыток. Попробуйте позже.",
-      monthlyText: "Хотите давать понемногу каждый месяц?", makeMonthly: "Поддерживать ежемесячно"
-    }
-  };
-  var lang = (opts.locale || document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
-  var locale = STRINGS[lang] ? lang : "en";
-  var S = STRINGS[locale];
   var uid = "rp" + Math.random().toString(36).slice(2, 8);
   var root = document.createElement("div");
   root.className = "rp-widget";
-  root.setAttribute("lang", locale);
   var target = opts.target && document.querySelector(opts.target);
   if (target) target.appendChild(root); else script.parentNode.insertBefore(root, script.nextSibling);
+  // English is built in: the texts in _() are the catalog's msgids. Another language's words
+  // come from its catalog as /widget/i18n/<lang>.json, fetched beside the config.
+  var wanted = (opts.locale || document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
+  var locale = "en", WORDS = {};
+  var ready = (wanted === "en" || !/^[a-z]{2}$/.test(wanted) ? Promise.resolve() : fetch(base + "/widget/i18n/" + wanted + ".json")
+    .then(function (response) {
+      if (response.ok) return response.json().then(function (words) { WORDS = words; locale = wanted; });
+    }).catch(function () {})).then(function () { root.setAttribute("lang", locale); });
   if (opts.css !== "none") {
     var link = document.createElement("link");
     link.rel = "stylesheet";
@@ -55,8 +27,9 @@
     document.head.appendChild(link);
   }
 
-  function t(key, values) {
-    return S[key].replace(/\{(\w+)\}/g, function (_, name) { return values[name]; });
+  function _(text) { return WORDS[text] || text; }
+  function t(text, values) {
+    return text.replace(/%\((\w+)\)s/g, function (match, name) { return values[name]; });
   }
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -75,12 +48,12 @@
   function api(path, body, headers) {
     return fetch(base + path, {
       method: body === undefined ? "GET" : "POST",
-      headers: Object.assign({ "Content-Type": "application/json" }, headers || {}),
+      headers: Object.assign({ "Content-Type": "application/json", "Accept-Language": locale }, headers || {}),
       body: body === undefined ? undefined : JSON.stringify(body)
-    }).catch(function () { throw new Error(S.network); }).then(function (response) {
+    }).catch(function () { throw new Error(_("We could not reach the payment service. Please try again.")); }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (json) {
-        if (response.status === 429) throw new Error(S.tooMany);
-        if (!response.ok) throw new Error(json.message || S.network);
+        if (response.status === 429) throw new Error(_("Too many attempts. Please try again later."));
+        if (!response.ok) throw new Error(json.message || _("We could not reach the payment service. Please try again."));
         return json;
       });
     });
@@ -125,15 +98,13 @@
     var fee = form.querySelector(".rp-fee");
     form.custom.disabled = !form.querySelector("input[value=other]").checked;
     if (c.amount == null || c.amount < 1) {
-      fee.textContent = t("coverFee", { fee: "" }).replace("  ", " ");
-      button.textContent = t("submit", { amount: "" }).trim();
+      fee.textContent = t(_("Add %(fee)s to cover the card fee"), { fee: "" }).replace(/\s+/g, " ").trim();
+      button.textContent = t(_("Pledge %(amount)s"), { amount: "" }).trim();
       return;
     }
     var total = c.amount + (form.cover_fees.checked ? feeCover(c.amount) : 0);
-    fee.textContent = t("coverFee", { fee: money(feeCover(c.amount), c.code) });
-    var label = money(total, c.code);
-    if (c.interval !== "once") label = t(c.interval === "month" ? "perMonth" : "perYear", { amount: label });
-    button.textContent = t("submit", { amount: label });
+    fee.textContent = t(_("Add %(fee)s to cover the card fee"), { fee: money(feeCover(c.amount), c.code) });
+    button.textContent = t(_("Pledge %(amount)s"), { amount: perInterval(total, c) });
   }
   function showError(message, field) {
     errorBox.textContent = message;
@@ -146,21 +117,28 @@
     errorBox.textContent = "";
     Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (n) { n.removeAttribute("aria-invalid"); });
   }
+  function perInterval(minor, c) {
+    var label = money(minor, c.code);
+    if (c.interval === "month") return t(_("%(amount)s a month"), { amount: label });
+    if (c.interval === "year") return t(_("%(amount)s a year"), { amount: label });
+    return label;
+  }
+  function declined() { return _("Your card was declined. Please try another card or contact your bank."); }
   function stripeMessage(error) {
-    if (!error) return S.declined;
-    if (error.code === "card_declined" || error.decline_code) return S.declined;
-    if (/authenticat/i.test(error.message || "")) return S.auth;
-    return error.message || S.declined;
+    if (!error) return declined();
+    if (error.code === "card_declined" || error.decline_code) return declined();
+    if (/authenticat/i.test(error.message || "")) return _("Your bank could not confirm the payment. Please try again or use another card.");
+    return error.message || declined();
   }
 
   function validate() {
     var c = chosen();
     var limits = currencies[c.code];
     var amountField = form.querySelector("input[value=other]").checked ? form.custom : form.querySelector("input[name=amount]:checked");
-    if (c.amount == null) return showError(S.badAmount, form.custom), null;
-    if (c.amount < limits.min_amount) return showError(t("minimum", { amount: money(limits.min_amount, c.code) }), amountField), null;
-    if (c.amount > limits.max_amount) return showError(t("maximum", { amount: money(limits.max_amount, c.code) }), amountField), null;
-    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(form.email.value.trim())) return showError(S.badEmail, form.email), null;
+    if (c.amount == null) return showError(_("Enter an amount, for example 5."), form.custom), null;
+    if (c.amount < limits.min_amount) return showError(t(_("The smallest pledge is %(amount)s."), { amount: money(limits.min_amount, c.code) }), amountField), null;
+    if (c.amount > limits.max_amount) return showError(t(_("The largest pledge we can take online is %(amount)s."), { amount: money(limits.max_amount, c.code) }), amountField), null;
+    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(form.email.value.trim())) return showError(_("Enter a valid email address."), form.email), null;
     return c;
   }
 
@@ -189,7 +167,7 @@
     busy = true;
     button.disabled = true;
     form.setAttribute("aria-busy", "true");
-    statusBox.textContent = S.processing;
+    statusBox.textContent = _("Processing your pledge…");
     var headers = { "Idempotency-Key": pending && pending.signature === signature ? pending.key : randomKey() };
     if (captchaToken) headers["Captcha-Token"] = captchaToken;
     var created = pending && pending.signature === signature && pending.id ? Promise.resolve(pending)
@@ -208,9 +186,9 @@
     }).then(authenticate).then(function (confirmed) {
       if (confirmed.status === "active") return thank(body, c, confirmed.upgrade_url);
       if (!confirmed.cards_left) pending = null;  // this pledge is over: the next try is a new one
-      throw new Error(confirmed.reason || S.declined);
+      throw new Error(confirmed.reason || declined());
     }).catch(function (error) {
-      showError(error.message || S.network);
+      showError(error.message || _("We could not reach the payment service. Please try again."));
     }).then(function () {
       busy = false;
       button.disabled = false;
@@ -219,16 +197,14 @@
   }
 
   function thank(body, c, upgradeUrl) {
-    var total = c.amount + (body.cover_fees ? feeCover(c.amount) : 0);
-    var label = money(total, c.code);
-    if (c.interval !== "once") label = t(c.interval === "month" ? "perMonth" : "perYear", { amount: label });
+    var label = perInterval(c.amount + (body.cover_fees ? feeCover(c.amount) : 0), c);
     var box = el("div", { "class": "rp-thanks", tabindex: "-1", role: "status" });
-    box.appendChild(el("h2", { "class": "rp-title" }, S.thanks));
-    box.appendChild(el("p", {}, t("thanksText", { amount: label, email: body.email })));
+    box.appendChild(el("h2", { "class": "rp-title" }, _("Thank you!")));
+    box.appendChild(el("p", {}, t(_("Your pledge of %(amount)s is active. A receipt is on its way to %(email)s."), { amount: label, email: body.email })));
     // A gift's thank-you offers the signed "make it monthly" page (same card, one more click).
     if (c.interval === "once" && upgradeUrl && /^https?:\/\//.test(upgradeUrl)) {
-      box.appendChild(el("p", {}, S.monthlyText));
-      box.appendChild(el("a", { "class": "rp-monthly", href: upgradeUrl, target: "_blank", rel: "noopener" }, S.makeMonthly));
+      box.appendChild(el("p", {}, _("Would you like to give a little every month instead?")));
+      box.appendChild(el("a", { "class": "rp-monthly", href: upgradeUrl, target: "_blank", rel: "noopener" }, _("Make it monthly")));
     }
     root.replaceChild(box, form);
     box.focus();
@@ -240,30 +216,31 @@
     var currency = codes.indexOf((opts.currency || "").toLowerCase()) >= 0 ? opts.currency.toLowerCase() : codes[0];
     var interval = ["month", "year", "once"].indexOf(opts.interval) >= 0 ? opts.interval : "month";
     form = el("form", { "class": "rp-form", novalidate: "", "aria-labelledby": uid + "-title" });
-    form.appendChild(el("h2", { "class": "rp-title", id: uid + "-title" }, opts.title || S.title));
-    form.appendChild(el("p", { "class": "rp-appeal" }, opts.appeal || S.appeal));
+    form.appendChild(el("h2", { "class": "rp-title", id: uid + "-title" }, opts.title || _("Support our journalism")));
+    form.appendChild(el("p", { "class": "rp-appeal" }, opts.appeal || _("Independent reporting is paid for by readers like you. Support us monthly, starting from just 2.")));
     var intervals = el("fieldset", { "class": "rp-choices" });
-    intervals.appendChild(el("legend", {}, S.frequency));
+    intervals.appendChild(el("legend", {}, _("How often")));
+    var names = { month: _("Monthly"), year: _("Yearly"), once: _("One time") };
     ["month", "year", "once"].forEach(function (name) {
       var label = el("label", { "class": "rp-choice" });
       var input = el("input", { type: "radio", name: "interval", value: name });
       input.checked = name === interval;
       label.appendChild(input);
-      label.appendChild(el("span", {}, S[name]));
+      label.appendChild(el("span", {}, names[name]));
       intervals.appendChild(label);
     });
     form.appendChild(intervals);
     var amounts = el("fieldset", { "class": "rp-choices" });
-    amounts.appendChild(el("legend", {}, S.amount));
+    amounts.appendChild(el("legend", {}, _("Amount")));
     presets.concat(["other"]).forEach(function (value, index) {
       var label = el("label", { "class": "rp-choice" });
       var input = el("input", { type: "radio", name: "amount", value: String(value) });
       input.checked = index === 0;
       label.appendChild(input);
-      label.appendChild(el("span", { "class": "rp-preset" }, value === "other" ? S.other : ""));
+      label.appendChild(el("span", { "class": "rp-preset" }, value === "other" ? _("Other amount") : ""));
       amounts.appendChild(label);
     });
-    var custom = el("input", { type: "text", name: "custom", inputmode: "decimal", autocomplete: "off", "aria-label": S.other, "class": "rp-custom" });
+    var custom = el("input", { type: "text", name: "custom", inputmode: "decimal", autocomplete: "off", "aria-label": _("Other amount"), "class": "rp-custom" });
     amounts.appendChild(custom);
     form.appendChild(amounts);
     var select = el("select", { name: "currency" });
@@ -272,18 +249,18 @@
       option.selected = code === currency;
       select.appendChild(option);
     });
-    form.appendChild(field(S.currency, select));
-    form.appendChild(field(S.email, el("input", { type: "email", name: "email", autocomplete: "email", required: "" })));
-    form.appendChild(field(S.name, el("input", { type: "text", name: "reader_name", autocomplete: "name", maxlength: "200" })));
+    form.appendChild(field(_("Currency"), select));
+    form.appendChild(field(_("Email"), el("input", { type: "email", name: "email", autocomplete: "email", required: "" })));
+    form.appendChild(field(_("Name (optional)"), el("input", { type: "text", name: "reader_name", autocomplete: "name", maxlength: "200" })));
     var fee = el("label", { "class": "rp-check" });
     fee.appendChild(el("input", { type: "checkbox", name: "cover_fees" }));
     fee.appendChild(el("span", { "class": "rp-fee" }));
     form.appendChild(fee);
     var trap = el("div", { "class": "rp-hp", "aria-hidden": "true" });
-    trap.appendChild(field(S.website, el("input", { type: "text", name: "website", tabindex: "-1", autocomplete: "off" })));
+    trap.appendChild(field(_("Leave this field empty"), el("input", { type: "text", name: "website", tabindex: "-1", autocomplete: "off" })));
     form.appendChild(trap);
     var cardBox = el("div", { "class": "rp-field" });
-    cardBox.appendChild(el("span", { "class": "rp-label", id: uid + "-card" }, S.card));
+    cardBox.appendChild(el("span", { "class": "rp-label", id: uid + "-card" }, _("Card")));
     var cardMount = el("div", { "class": "rp-card", role: "group", "aria-labelledby": uid + "-card" });
     cardBox.appendChild(cardMount);
     form.appendChild(cardBox);
@@ -335,15 +312,17 @@
   // Served by the API, widget.js names Stripe.js up front: fetch it beside the config.
   var early = window.ReaderPledges && window.ReaderPledges.stripeJs;
   var stripeLoaded = early ? loadScript(early) : null;
-  api("/v1/widget/config").then(function (result) {
-    config = result;
+  Promise.all([api("/v1/widget/config"), ready]).then(function (results) {
+    config = results[0];
     config.currencies.forEach(function (c) { currencies[c.code] = c; });
     return stripeLoaded || loadScript(config.stripe_js_url);
   }).then(function () {
     stripe = window.Stripe(config.publishable_key, { locale: locale });
     render();
   }).catch(function () {
-    root.appendChild(el("p", { "class": "rp-error", role: "alert" }, S.unavailable));
-    root.setAttribute("data-ready", "error");
+    return ready.then(function () {
+      root.appendChild(el("p", { "class": "rp-error", role: "alert" }, _("Pledges are not available on this site.")));
+      root.setAttribute("data-ready", "error");
+    });
   });
 })();
