@@ -1,6 +1,7 @@
 """Money as integer minor units plus an ISO currency: exponents, fee cover, display."""
 
 from decimal import Decimal
+from functools import lru_cache
 
 from babel.numbers import format_currency
 
@@ -32,6 +33,8 @@ def fee_cover_minor(amount_minor: int, basis_points: int, fixed_minor: int) -> i
     return gross - amount_minor
 
 
+# Mails format the same few amounts over and over, and babel takes a while each time.
+@lru_cache(maxsize=4096)
 def format_money(amount_minor: int, currency: str, locale: str = "en") -> str:
     """'5,00 €' for ('500', 'eur', 'ru'): exact, from integers, in the reader's locale."""
     amount = Decimal(amount_minor).scaleb(-CURRENCY_EXPONENTS[currency.lower()])

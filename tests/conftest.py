@@ -272,28 +272,38 @@ class CaughtMail:
         return "250 Message accepted for delivery"
 
 
-@pytest.fixture
-def smtp_server(
-    test_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CaughtMail]:
-    """A real SMTP server (aiosmtpd) on a free port; SMTP_HOST/SMTP_PORT point at it."""
+@contextlib.contextmanager
+def serving_smtp(
+    handler: Any, test_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """`handler` answers as an SMTP server (aiosmtpd) on a free port, where SMTP_HOST/SMTP_PORT
+    point, for this process and the workers a test starts."""
     from aiosmtpd.controller import Controller
 
-    caught = CaughtMail()
     port = free_port()
-    controller = Controller(caught, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(port))
     test_environment["SMTP_HOST"], test_environment["SMTP_PORT"] = "127.0.0.1", str(port)
     reset_caches()
     try:
-        yield caught
+        yield
     finally:
         controller.stop()
         test_environment.pop("SMTP_HOST"), test_environment.pop("SMTP_PORT")
         monkeypatch.undo()
         reset_caches()
+
+
+@pytest.fixture
+def smtp_server(
+    test_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CaughtMail]:
+    """A real SMTP server that takes every message; the test reads them parsed."""
+    caught = CaughtMail()
+    with serving_smtp(caught, test_environment, monkeypatch):
+        yield caught
 
 
 @pytest.fixture(autouse=True)

@@ -6,20 +6,26 @@ While a row is `sending`, `send_after` is the end of that claim's lease: a redel
 leaves it alone, and only after a crashed worker's lease runs out does the sweep send it again.
 """
 
+import binascii
 import email.policy
 import hashlib
 import random
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 
 import structlog
 from celery import Task
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from billing.db import session_scope, utcnow
+from billing.db import get_engine, session_scope, utcnow
 from billing.models import EmailOutbox, Payment, Pledge, PledgeStatus, Reader
 from billing.notifications import REMINDER_TEMPLATES, SEND_EMAIL_TASK, reminder_is_due_for
 from billing.outbox import SEND_DUE_TASK
@@ -39,9 +45,39 @@ SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 1000
 # Mails claimed, rendered and sent over one SMTP connection together.
 EMAIL_BATCH = 50
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard registry makes a new class for every header it parses, a third of the time
+    it takes to build a mail; one class per header name serves every mail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+
 # Python's header folding drops the space between two encoded words, which turns a long
 # Russian subject's "напоминание: ваша" into "напоминание:ваша"; long lines avoid the folding.
-MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
+
+
+# One boundary for every mail, fixed so that the message is not re-parsed and no regular
+# expression compiled to pick one per mail (half the time the first send took). It cannot occur
+# in a part: quoted-printable and base64 never write "=" followed by "_".
+ALTERNATIVE = 'multipart/alternative; boundary="=_reader-pledges-alternative"'
+
+
+@lru_cache(maxsize=1024)
+def _parsed(name: str, value: str) -> BaseHeader:
+    """A header that mails repeat (sender, language, a template's subject, the second they are
+    built in), parsed once: header objects are immutable, and a message takes one as it is."""
+    return MESSAGE_POLICY.header_factory(name, value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -103,47 +139,113 @@ def deliver(dedupe_key: str) -> Delivery:
         return _record_failure(row_id, str(error), settings, transient=True)
     except PermanentSmtpError as error:
         return _record_failure(row_id, str(error), settings, transient=False)
-    _mark_sent(row_id, template)
+    with _outcomes() as connection:
+        _mark_sent(connection, row_id, template)
     return Delivery("sent")
 
 
 @app.task(name=SEND_DUE_TASK, acks_late=True)  # type: ignore[untyped-decorator]
 def send_due() -> int:
-    """Send every due pending mail, a batch per claim and per SMTP connection; how many."""
+    """Send every due pending mail, a batch per claim and per SMTP connection; how many.
+
+    While one batch is on the wire, a second thread claims and renders the next: rendering
+    keeps a core busy, and sending mostly waits for the SMTP server and the database.
+    """
     settings = get_settings()
     claimed = 0
-    while True:
-        batch = deliver_due(settings, EMAIL_BATCH)
-        claimed += batch
-        if batch < EMAIL_BATCH:
-            return claimed
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-mail") as renderer:
+        batch = _claim_batch(settings, EMAIL_BATCH)
+        while True:
+            upcoming = (
+                renderer.submit(_claim_batch, settings, EMAIL_BATCH)
+                if batch.claimed == EMAIL_BATCH
+                else None
+            )
+            _send_batch(batch, settings)
+            claimed += batch.claimed
+            if upcoming is None:
+                return claimed
+            batch = upcoming.result()
 
 
 def deliver_due(settings: Settings, limit: int) -> int:
-    """Claim up to `limit` due mails at once, render them, send them over one connection.
+    """Claim up to `limit` due mails at once, render them, send them over one connection."""
+    batch = _claim_batch(settings, limit)
+    _send_batch(batch, settings)
+    return batch.claimed
 
-    Each row is claimed (`sending`, with a lease) in one commit before anything is sent, and
-    marked sent as soon as the server accepts it: a crash re-sends at most the one message
-    that was on the wire, as `deliver` does.
-    """
+
+@dataclass(frozen=True)
+class _Batch:
+    claimed: int
+    outgoing: list[tuple[EmailOutbox, EmailMessage]]
+
+
+def _claim_batch(settings: Settings, limit: int) -> _Batch:
+    """Up to `limit` due mails, claimed (`sending`, with a lease) and committed before anything
+    is sent, with their messages; rows that must not go out are settled in the same commit."""
     outgoing: list[tuple[EmailOutbox, EmailMessage]] = []
     with session_scope() as session:
         rows = _claim_due(session, limit, settings)
+        # Referenced here for the batch's life: the session only holds its objects weakly.
+        ledger = _load_ledger(session, rows)
         for row in rows:
             prepared = _prepare(session, row, settings)
             if isinstance(prepared, EmailMessage):
                 outgoing.append((row, prepared))
-    messages = [message for _row, message in outgoing]
-    for (row, _message), error in zip(outgoing, send_messages(messages, settings), strict=True):
-        if error is None:
-            _mark_sent(row.id, row.template)
-            continue
-        failure = _record_failure(
-            row.id, str(error), settings, transient=isinstance(error, TransientSmtpError)
+        del ledger
+    return _Batch(len(rows), outgoing)
+
+
+def _send_batch(batch: _Batch, settings: Settings) -> None:
+    """Send over one connection, each mail marked sent once the server accepts it.
+
+    The mark is written by a second thread while the next mail's envelope goes out, and that
+    mail is handed over (DATA) only once the mark is committed: a crash re-sends at most the
+    one message the server took last, as `deliver` does.
+    """
+    if not batch.outgoing:
+        return
+    messages = [message for _row, message in batch.outgoing]
+    marks: list[Future[None]] = []
+
+    def marked() -> None:
+        while marks:
+            marks.pop().result()
+
+    with (
+        _outcomes() as connection,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="mark-sent") as marker,
+    ):
+        sent = zip(batch.outgoing, send_messages(messages, settings, marked), strict=True)
+        for (row, _message), error in sent:
+            if error is None:
+                marks.append(marker.submit(_mark_sent, connection, row.id, row.template))
+                continue
+            failure = _record_failure(
+                row.id, str(error), settings, transient=isinstance(error, TransientSmtpError)
+            )
+            if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
+                send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
+        marked()
+
+
+def _load_ledger(session: Session, rows: Sequence[EmailOutbox]) -> list[object]:
+    """Read the pledges, readers and payments of a batch's mails in two statements, so that
+    checking and rendering each mail finds them in the session instead of asking one by one."""
+    pledge_ids = {row.pledge_id for row in rows if row.pledge_id is not None}
+    payment_ids = {row.payment_id for row in rows if row.payment_id is not None}
+    loaded: list[object] = []
+    if pledge_ids:
+        pledges = session.execute(
+            select(Pledge, Reader)
+            .join(Reader, Reader.id == Pledge.reader_id)
+            .where(Pledge.id.in_(pledge_ids))
         )
-        if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
-            send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
-    return len(rows)
+        loaded.extend(item for pair in pledges for item in pair)
+    if payment_ids:
+        loaded.extend(session.scalars(select(Payment).where(Payment.id.in_(payment_ids))))
+    return loaded
 
 
 def _prepare(session: Session, row: EmailOutbox, settings: Settings) -> EmailMessage | Delivery:
@@ -167,13 +269,35 @@ def _prepare(session: Session, row: EmailOutbox, settings: Settings) -> EmailMes
         return Delivery("failed")
 
 
-def _mark_sent(row_id: int, template: str) -> None:
-    with session_scope() as session:
-        session.execute(
-            update(EmailOutbox)
-            .where(EmailOutbox.id == row_id, EmailOutbox.status == "sending")
-            .values(status="sent", sent_at=utcnow(), last_error=None, updated_at=utcnow())
-        )
+@contextmanager
+def _outcomes() -> Iterator[Connection]:
+    """A connection for recording sends, one round trip each: every statement commits by itself
+    and does not wait for its commit to reach the disk.
+
+    Only a database crash in the next fraction of a second can lose such a commit, and then the
+    mail is sent again once its lease runs out, as after a worker crash between the server's
+    acceptance and the commit; no mail is ever lost that way. The setting is this connection's
+    for the batch alone (reset before it returns to the pool).
+    """
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.exec_driver_sql("SET synchronous_commit = off")
+        try:
+            yield connection
+        finally:
+            connection.exec_driver_sql("RESET synchronous_commit")
+
+
+# Built once: building the statement took longer than running it, once per mail.
+_MARK_SENT = (
+    update(EmailOutbox)
+    .where(EmailOutbox.id == bindparam("row_id"), EmailOutbox.status == "sending")
+    .values(status="sent", sent_at=bindparam("now"), last_error=None, updated_at=bindparam("now"))
+)
+
+
+def _mark_sent(connection: Connection, row_id: int, template: str) -> None:
+    connection.execute(_MARK_SENT, {"row_id": row_id, "now": utcnow()})
     log.info("email_sent", outbox_id=row_id, template=template)
 
 
@@ -185,25 +309,38 @@ def build_message(session: Session, row: EmailOutbox, settings: Settings) -> Ema
         context = {**context, **extra}
     rendered = render_email(row.template, row.locale, context)
     message = EmailMessage(policy=MESSAGE_POLICY)
-    message["From"] = settings.mail_from
+    message["From"] = _parsed("From", settings.mail_from)
     message["To"] = row.to_email
-    message["Subject"] = rendered.subject
-    message["Date"] = format_datetime(utcnow())
+    message["Subject"] = _parsed("Subject", rendered.subject)
+    message["Date"] = _parsed("Date", format_datetime(utcnow()))
     # The same id on every attempt, so a receiving system can drop a copy sent twice.
     message["Message-ID"] = row.message_id or message_id_for(row.dedupe_key, settings)
-    message["Auto-Submitted"] = "auto-generated"
+    message["Auto-Submitted"] = _parsed("Auto-Submitted", "auto-generated")
     if settings.newsroom_support_email:
-        message["Reply-To"] = settings.newsroom_support_email
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+        message["Reply-To"] = _parsed("Reply-To", settings.newsroom_support_email)
+    message["MIME-Version"] = _parsed("MIME-Version", "1.0")
+    message["Content-Type"] = _parsed("Content-Type", ALTERNATIVE)
+    message.attach(_text_part(rendered.text, "plain"))
+    message.attach(_text_part(rendered.html, "html"))
     for attachment in attachments:
         message.add_attachment(
             attachment.content, maintype=attachment.maintype, subtype=attachment.subtype,
             filename=attachment.filename,
         )  # fmt: skip
-    # After the body: set_content drops every Content-* header set before it.
-    message["Content-Language"] = pick_locale(row.locale)
+    # After the attachments: making the message multipart/mixed moves every Content-* header
+    # set before into the inner part.
+    message["Content-Language"] = _parsed("Content-Language", pick_locale(row.locale))
     return message
+
+
+def _text_part(text: str, subtype: str) -> EmailMessage:
+    """A UTF-8 part in quoted-printable, as set_content makes it, but a few times faster: its
+    headers are parsed once for every mail, and the encoding is the C one."""
+    part = EmailMessage(policy=MESSAGE_POLICY)
+    part["Content-Type"] = _parsed("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part["Content-Transfer-Encoding"] = _parsed("Content-Transfer-Encoding", "quoted-printable")
+    part.set_payload(binascii.b2a_qp(text.encode(), istext=True).decode("ascii"))
+    return part
 
 
 def message_id_for(dedupe_key: str, settings: Settings) -> str:

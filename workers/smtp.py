@@ -2,8 +2,9 @@
 
 import smtplib
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from email.message import EmailMessage
+from typing import Any
 
 from billing.settings import Settings
 
@@ -16,15 +17,30 @@ class PermanentSmtpError(Exception):
     """The server refused this message for good (5xx); trying again would not change it."""
 
 
-def _connect(settings: Settings) -> smtplib.SMTP:
+class _Client(smtplib.SMTP):
+    """smtplib's client, calling `before_data` first whenever it sends DATA: the command with
+    which the server takes a message."""
+
+    before_data: Callable[[], None] = staticmethod(lambda: None)
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.before_data()
+        return super().data(msg)
+
+
+class _TLSClient(_Client, smtplib.SMTP_SSL):
+    pass
+
+
+def _connect(settings: Settings) -> _Client:
     address = (settings.smtp_host, settings.smtp_port)
     timeout = settings.smtp_timeout_seconds
     if settings.smtp_security == "none":
-        return smtplib.SMTP(*address, timeout=timeout)
+        return _Client(*address, timeout=timeout)
     tls = ssl.create_default_context(cafile=settings.smtp_ca_file)
     if settings.smtp_security == "implicit":
-        return smtplib.SMTP_SSL(*address, timeout=timeout, context=tls)
-    smtp = smtplib.SMTP(*address, timeout=timeout)
+        return _TLSClient(*address, timeout=timeout, context=tls)
+    smtp = _Client(*address, timeout=timeout)
     try:
         # A relay that stops offering STARTTLS (or a network that strips it) raises here,
         # before the password is ever sent.
@@ -42,13 +58,17 @@ def send_message(message: EmailMessage, settings: Settings) -> None:
 
 
 def send_messages(
-    messages: Sequence[EmailMessage], settings: Settings
+    messages: Sequence[EmailMessage],
+    settings: Settings,
+    before_data: Callable[[], None] = lambda: None,
 ) -> Iterator[TransientSmtpError | PermanentSmtpError | None]:
     """Hand `messages` over one connection, yielding each one's outcome (None: accepted) as
-    soon as the server answers it, so the caller can record it before the next is sent."""
+    soon as the server answers it. `before_data` runs before the server is handed each next
+    message (after its envelope): where the caller waits until the last outcome is recorded."""
     answered = 0
     try:
         with _connect(settings) as smtp:
+            smtp.before_data = before_data
             if settings.smtp_username and settings.smtp_password is not None:
                 smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
             for message in messages:

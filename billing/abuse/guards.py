@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -98,16 +99,13 @@ async def guard_pledge_creation(
             Message("We could not take this pledge. Please reload the page and try again."), 400
         )
 
-    limits = Limits(settings)
     sources: list[tuple[Scope, str]] = [("ip", client_network(request))]
     email = fields.get("email")
     if isinstance(email, str) and email.strip():
         sources.append(("email", email))
-    for scope, value in sources:
-        exceeded = await run_in_threadpool(limits.attempt, scope, value)
-        exceeded = exceeded or await run_in_threadpool(limits.declines_exhausted, scope, value)
-        if exceeded:
-            raise too_many(exceeded)
+    # One trip to a worker thread for every check (Redis is called synchronously).
+    if exceeded := await run_in_threadpool(_first_exceeded, Limits(settings), sources):
+        raise too_many(exceeded)
 
     if settings.captcha_provider != "none":
         token = request.headers.get("captcha-token", "")
@@ -119,6 +117,14 @@ async def guard_pledge_creation(
             ) from None
         if not verified:
             raise Refused(Message("Please complete the verification and try again."), 400)
+
+
+def _first_exceeded(limits: Limits, sources: list[tuple[Scope, str]]) -> Exceeded | None:
+    """Count an attempt for each source in turn, and stop at the first over a limit."""
+    for scope, value in sources:
+        if exceeded := limits.attempt(scope, value) or limits.declines_exhausted(scope, value):
+            return exceeded
+    return None
 
 
 class CardGuard:
@@ -180,25 +186,29 @@ def guard_pledge_confirmation(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> CardGuard:
     check_origin(request, settings)
-    pledge = _pledge(session, pledge_id)
-    reader = session.get(Reader, pledge.reader_id) if pledge is not None else None
-    # Nothing was written: end the read so the route locks and reloads the pledge afresh.
-    session.rollback()
-    if pledge is not None and pledge.status == PledgeStatus.FAILED and submission.payment_method:
-        raise Refused(TOO_MANY_CARDS, 429)
-    if pledge is None or pledge.status != PledgeStatus.PENDING:
+    # A read without a lock, in the transaction the route goes on with: the route locks the
+    # pledge and reads it afresh before charging.
+    found = _pledge_and_email(session, pledge_id)
+    if found is None or found[0] != PledgeStatus.PENDING:
+        if found is not None and found[0] == PledgeStatus.FAILED and submission.payment_method:
+            raise Refused(TOO_MANY_CARDS, 429)
         # Unknown or settled: the route answers without charging, and no card is read.
         return CardGuard(Limits(settings), [], None)
     return guard_card(
-        request=request, gateway=gateway, settings=settings,
-        email=reader.email if reader is not None else None,
+        request=request, gateway=gateway, settings=settings, email=found[1],
         payment_method_id=submission.payment_method, purpose="pledge",
     )  # fmt: skip
 
 
-def _pledge(session: Session, pledge_id: str) -> Pledge | None:
+def _pledge_and_email(session: Session, pledge_id: str) -> tuple[str, str] | None:
+    """The pledge's status and its reader's email, in one statement."""
     try:
         key = uuid.UUID(pledge_id)
     except ValueError:
         return None
-    return session.get(Pledge, key)
+    row = session.execute(
+        select(Pledge.status, Reader.email)
+        .join(Reader, Reader.id == Pledge.reader_id)
+        .where(Pledge.id == key)
+    ).first()
+    return (row.status, row.email) if row is not None else None

@@ -109,6 +109,13 @@ def create_pledge(
             return _replay(settings, existing, fingerprint)
 
     reader = _get_or_create_reader(session, request)
+    if reader.stripe_customer_id is None:
+        # Before the pledge row, so that row is written once, with its customer. Two requests
+        # for one new reader meet at the reader's row (the second waits for the first to
+        # commit); Stripe's idempotency key gives both the same customer otherwise.
+        reader.stripe_customer_id = gateway.create_customer(
+            email=reader.email, name=reader.name, locale=reader.locale, reader_id=str(reader.id)
+        )
     fee = (
         fee_cover_minor(
             request.amount, settings.card_fee_basis_points, settings.card_fee_fixed_minor
@@ -131,6 +138,7 @@ def create_pledge(
         article_url=request.article_url,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
+        stripe_customer_id=reader.stripe_customer_id,
     )
     session.add(pledge)
     try:
@@ -143,12 +151,6 @@ def create_pledge(
             raise
         return _replay(settings, existing, fingerprint)
 
-    if reader.stripe_customer_id is None:
-        reader.stripe_customer_id = gateway.create_customer(
-            email=reader.email, name=reader.name, locale=reader.locale, reader_id=str(reader.id)
-        )
-    pledge.stripe_customer_id = reader.stripe_customer_id
-    session.flush()
     outgoing.pledge_created(session, pledge=pledge)
     log.info(
         "pledge_created", pledge_id=str(pledge.id), amount_minor=pledge.amount_minor,
@@ -163,8 +165,9 @@ def find_pending(session: Session, pledge_id: str) -> Pledge | None:
         key = uuid.UUID(pledge_id)
     except ValueError:
         return None
-    # The row lock makes a double-clicked confirm wait for the first instead of racing it.
-    return session.get(Pledge, key, with_for_update=True)
+    # The row lock makes a double-clicked confirm wait for the first instead of racing it; the
+    # row is read afresh, whatever this session read of it before.
+    return session.get(Pledge, key, with_for_update=True, populate_existing=True)
 
 
 def confirm_pledge(
@@ -356,12 +359,16 @@ def _get_or_create_reader(session: Session, request: PledgeCreate) -> Reader:
         "created_at": utcnow(),
         "updated_at": utcnow(),
     }
-    session.execute(
-        insert(Reader).values(**values).on_conflict_do_nothing(index_elements=["email"])
-    )
     # A known reader's name and language change only from their signed link or from Stripe:
     # anyone can type an email address into the form.
-    return session.scalars(select(Reader).where(Reader.email == email)).one()
+    created = session.scalars(
+        insert(Reader)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Reader),
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    return created or session.scalars(select(Reader).where(Reader.email == email)).one()
 
 
 def _fingerprint(request: PledgeCreate) -> str:

@@ -149,3 +149,13 @@ def test_pledges_serve_logs_no_token_in_access_or_error_lines(
     assert '"stripe_unavailable"' in output
     assert output.count("/manage/[token]") >= 3  # the error line and two access lines
     assert token not in output and API_KEY not in output
+
+
+def test_libraries_log_their_warnings_but_not_every_request_to_stripe() -> None:
+    from billing.logs import configure_logging
+
+    configure_logging()
+
+    for name in ("stripe", "httpx", "httpcore"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING)

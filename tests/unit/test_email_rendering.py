@@ -1,9 +1,12 @@
 """Rendering in every language, locales, reader links and the email settings, without a database."""
 # ruff: noqa: RUF001  (Russian text is meant to be Cyrillic)
 
+import email
+import email.policy
 import json
 import re
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +231,33 @@ def test_the_placeholder_reader_link_secret_is_refused_outside_development(setti
             stripe_publishable_key="pk_live_x", stripe_webhook_secret="whsec_live" + "w" * 32,
         )  # fmt: skip
     assert Settings(environment="development").reader_link_secret.get_secret_value() == "changeme"
+
+
+def test_a_built_mail_decodes_to_what_was_rendered_in_short_quoted_printable_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from workers import emails
+
+    monkeypatch.setattr(emails, "email_context", lambda _session, _row, _settings: CONTEXT)
+    row = SimpleNamespace(
+        template="receipt", locale="ru", to_email="ada@example.org", message_id=None,
+        dedupe_key="receipt:in_1",
+    )  # fmt: skip
+    rendered = render_email("receipt", "ru", CONTEXT)
+
+    raw = emails.build_message(None, row, get_settings()).as_bytes()  # type: ignore[arg-type]
+
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    assert message["Subject"] == rendered.subject and message["Content-Language"] == "ru"
+    assert message.get_content_type() == "multipart/alternative"
+    for part, sent in ((message.get_body(("plain",)), rendered.text),
+                       (message.get_body(("html",)), rendered.html)):  # fmt: skip
+        assert part is not None and part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert max(len(line) for line in part.get_payload().splitlines()) <= 76
+        assert part.get_content().replace("\r\n", "\n") == sent
+    # The fixed boundary: no part may contain it.
+    assert raw.count(b"--=_reader-pledges-alternative") == 3
