@@ -247,8 +247,14 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def celery_worker_process(test_environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process on this run's queue, stopped after the test."""
+def celery_worker_process(
+    test_environment: dict[str, str], db: Session
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on this run's queue, stopped after the test.
+
+    Asks for `db` so that the worker stops before `db` empties the tables: a worker still
+    applying an event held locks that the TRUNCATE waited on, and deadlocked with it.
+    """
     process = start_worker(test_environment)
     try:
         yield process
