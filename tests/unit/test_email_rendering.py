@@ -261,3 +261,28 @@ def test_a_built_mail_decodes_to_what_was_rendered_in_short_quoted_printable_lin
         assert part.get_content().replace("\r\n", "\n") == sent
     # The fixed boundary: no part may contain it.
     assert raw.count(b"--=_reader-pledges-alternative") == 3
+
+
+@pytest.mark.parametrize("locale", LANGUAGES)
+@pytest.mark.parametrize("template", ["receipt", "payment_reminder", "statement"])
+def test_a_built_mail_is_written_byte_for_byte_as_the_standard_policy_writes_it(
+    locale: str, template: str, setting: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from workers import emails
+    from workers.statement_mail import Attachment
+
+    setting("MAIL_FROM", '"The Bugle, Inc." <news@bugle.example>')
+    setting("NEWSROOM_SUPPORT_EMAIL", "help@bugle.example")
+    monkeypatch.setattr(emails, "email_context", lambda _session, _row, _settings: FULL)
+    pdf = Attachment("statement-2026.pdf", "application", "pdf", b"%PDF-1.7 " * 50)
+    monkeypatch.setattr(emails, "statement_parts", lambda *_args: ({}, [pdf]))
+    row = SimpleNamespace(
+        template=template, locale=locale, to_email="Ada Lovelace <ada@example.org>",
+        message_id=None, dedupe_key=f"{template}:in_1",
+    )  # fmt: skip
+    message = emails.build_message(None, row, get_settings())  # type: ignore[arg-type]
+
+    standard = email.policy.SMTP.clone(max_line_length=998)
+    assert message.as_bytes() == message.as_bytes(policy=standard)
