@@ -60,8 +60,8 @@ _INSERT = """
 INSERT INTO stripe_events (stripe_event_id, type, livemode, api_version, stripe_created_at,
                            payload, status, attempts, received_at)
 SELECT event_id, type, livemode, api_version, created_at, payload, status, 0, received_at
-FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::jsonb[],
-            %s::text[], %s::timestamptz[])
+FROM unnest(%b::text[], %b::text[], %b::bool[], %b::text[], %b::timestamptz[], %b::jsonb[],
+            %b::text[], %b::timestamptz[])
      AS new (event_id, type, livemode, api_version, created_at, payload, status, received_at)
 ON CONFLICT (stripe_event_id) DO NOTHING
 RETURNING stripe_event_id, id, status
@@ -141,9 +141,9 @@ class InboxWriter:
     async def _write(self, rows: list[Row]) -> list[Stored]:
         columns = [list(column) for column in zip(*rows, strict=True)]
         async with self._pool.connection() as connection:
-            # Binary parameters: a text array of event bodies dumped as text is escaped
-            # character by character, a fifth of this route's CPU.
-            cursor = await connection.execute(_INSERT, columns, binary=True)
+            # Binary parameters (%b): a text array of event bodies dumped as text has every
+            # quote escaped by a regular expression, 40% of this route's CPU.
+            cursor = await connection.execute(_INSERT, columns)
             created = {
                 event_id: (row_id, status) for event_id, row_id, status in await cursor.fetchall()
             }
