@@ -8,6 +8,10 @@
    wakes a drain) until the last payment row. With 1, then 2 worker processes (the second
    `--no-beat`, as the README runs extra workers).
 
+Both are also run on the code from before this work (`--baseline-ref`, by default main before
+the throughput branch was merged), from `git archive` and the same virtualenv; its drain is fed
+one Celery task per event, as its webhook endpoint did.
+
 Needs the local PostgreSQL and Redis (as the tests do) and wrk (`apt-get install -y wrk`).
 
     PYTHONPATH=. .venv/bin/python benchmarks/throughput.py [--drain-events 3000]
@@ -44,6 +48,8 @@ ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 WRK = ["wrk", "-t2", "-c16", "-d10s"]
+# main before the throughput work was merged (the first parent of "Merge throughput", 115afc5).
+BASELINE_REF = "115afc5^1"
 BODIES = 30_000
 # wrk reads one "signature<TAB>body" line per request; each thread takes every other line.
 LUA = """
@@ -260,15 +266,15 @@ def queue_one_task_per_event(env: dict[str, str], database_url: str) -> None:
         producer.send_task("webhooks.process_event", args=[event_id], queue=env["CELERY_QUEUE"])
 
 
-def export_main() -> Path:
-    """main's code where this branch left it, beside this checkout (read-only `git archive`):
-    the same dependencies, so the same virtualenv runs it."""
+def export_main(ref: str) -> Path:
+    """The code before this work (read-only `git archive` of `ref`), beside this checkout: the
+    same dependencies, so the same virtualenv runs it."""
     folder = Path(tempfile.mkdtemp(prefix="pledges-main-"))
-    base = subprocess.run(
-        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
-    print(f"baseline: main at {base[:7]} (where this branch started), from `git archive`")
-    archive = subprocess.run(["git", "archive", base], cwd=ROOT, capture_output=True, check=True)
+    print(f"baseline: {ref} ({commit}), from `git archive`")
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
 
@@ -280,7 +286,11 @@ def main() -> None:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument(
         "--baseline", action=argparse.BooleanOptionalAction, default=True,
-        help="also measure main's code (git archive main) in the same run",
+        help="also measure the code before this work (--baseline-ref) in the same run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline-ref", default=BASELINE_REF,
+        help="the commit to compare with (default: main before the issue's first merge)",
     )  # fmt: skip
     parser.add_argument("--baseline-events", type=int, default=3000)
     args = parser.parse_args()
@@ -308,7 +318,7 @@ def main() -> None:
         )  # fmt: skip
         with psycopg.connect(database_url) as connection:
             subscriptions = seed_pledges(connection, args.pledges)
-        main_tree = export_main() if args.baseline else None
+        main_tree = export_main(args.baseline_ref) if args.baseline else None
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
         print(
             f"ingest: {' '.join(WRK)}, /healthz then POST /webhooks/stripe, against "
@@ -317,10 +327,10 @@ def main() -> None:
         ratios = {}
         if not args.skip_ingest:
             if main_tree is not None:
-                ratios["main"] = ingest(env, database_url, subscriptions, main_tree, "main")
+                ratios["before"] = ingest(env, database_url, subscriptions, main_tree, "before")
                 with psycopg.connect(database_url) as connection:
                     connection.execute("TRUNCATE stripe_events RESTART IDENTITY CASCADE")
-            ratios["this branch"] = ingest(env, database_url, subscriptions, ROOT, "this branch")
+            ratios["now"] = ingest(env, database_url, subscriptions, ROOT, "now")
         print(
             f"drain: {args.drain_events} stored renewals of {args.pledges} pledges, then "
             "`pledges worker` (defaults: 2 threads, beat; a second one `--no-beat`) with "
@@ -329,12 +339,12 @@ def main() -> None:
         )
         rates = {}
         if main_tree is not None:
-            rates["main, 1 worker"] = drain(
-                env, database_url, subscriptions, args.baseline_events, 1, main_tree, "main"
+            rates["before, 1 worker"] = drain(
+                env, database_url, subscriptions, args.baseline_events, 1, main_tree, "before"
             )
         for workers in (1, 2):
-            rates[f"this branch, {workers} worker(s)"] = drain(
-                env, database_url, subscriptions, args.drain_events, workers, ROOT, "this branch"
+            rates[f"now, {workers} worker(s)"] = drain(
+                env, database_url, subscriptions, args.drain_events, workers, ROOT, "now"
             )
         print("summary (goal: ingest/healthz >= 0.5, drain >= 500 events/s):")
         for label, ratio in ratios.items():
