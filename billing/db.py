@@ -116,6 +116,22 @@ def insert_rows(model: type["Base"], rows: Sequence[dict[str, Any]]) -> Insert:
         bindparam(f"rows_{name}", [row[name] for row in rows], type_=ARRAY(columns[name].type))
         for name in names
     ]
+    return _insert_unnested(model, names, arrays)
+
+
+def insert_columns(model: type["Base"], names: Sequence[str]) -> Insert:
+    """`insert_rows` without the rows, to build once: execute it with `columns_of(rows)`."""
+    columns = model.__table__.c
+    arrays = [bindparam(f"rows_{name}", type_=ARRAY(columns[name].type)) for name in names]
+    return _insert_unnested(model, list(names), arrays)
+
+
+def columns_of(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per column, under the names `insert_columns` binds them by."""
+    return {f"rows_{name}": [row[name] for row in rows] for name in rows[0]}
+
+
+def _insert_unnested(model: type["Base"], names: list[str], arrays: list[Any]) -> Insert:
     unnested = func.unnest(*arrays).table_valued(*names).render_derived()
     return insert(model).from_select(names, select(*unnested.c))
 
