@@ -172,3 +172,26 @@ def test_each_mail_is_handed_over_only_once_the_one_before_is_marked_sent(
     # The mark of each mail is written while the next one's envelope goes out, and committed
     # before that one's DATA: a crash can leave at most the last mail taken unmarked.
     assert checking.sent_before == [set(handed_over[:index]) for index in range(4)]
+
+
+def test_a_mark_the_database_refuses_stops_the_batch_and_the_next_one_sends(
+    db: Session, refusing_smtp: RefusingMail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_receipts(db, "first@example.org", "second@example.org")
+    # A statement the server refuses, as it would a mark on a connection that broke mid-batch.
+    mark = emails._MARK_SENT_SQL
+    monkeypatch.setattr(emails, "_MARK_SENT_SQL", b"UPDATE email_outbox SET no_such_column = 1")
+
+    with pytest.raises(Exception, match="no_such_column"):
+        emails.deliver_due(get_settings(), 10)
+
+    # The first mail went and its mark failed: it stays claimed, to go again after its lease.
+    # The second was never handed over.
+    assert [str(message["To"]) for message in refusing_smtp.messages] == ["first@example.org"]
+    assert statuses(db) == {"first@example.org": "sending", "second@example.org": "sending"}
+
+    monkeypatch.setattr(emails, "_MARK_SENT_SQL", mark)
+    queue_receipts(db, "third@example.org")
+    assert emails.deliver_due(get_settings(), 10) == 1
+    assert statuses(db)["third@example.org"] == "sent"
+    assert [str(message["To"]) for message in refusing_smtp.messages][-1] == "third@example.org"
