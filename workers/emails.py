@@ -25,7 +25,7 @@ import psycopg
 import structlog
 from celery import Task
 from psycopg import pq
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db import get_engine, session_scope, utcnow
@@ -159,8 +159,8 @@ def deliver(dedupe_key: str) -> Delivery:
         return _record_failure(row_id, str(error), settings, transient=True)
     except PermanentSmtpError as error:
         return _record_failure(row_id, str(error), settings, transient=False)
-    with _outcomes() as connection:
-        _mark_sent(connection, row_id, template)
+    with _sent_marks() as marks:
+        marks.send(row_id, template)
     return Delivery("sent")
 
 
@@ -227,23 +227,17 @@ def _send_batch(batch: _Batch, settings: Settings) -> None:
     if not batch.outgoing:
         return
     messages = [message for _row, message in batch.outgoing]
-    with _outcomes() as connection:
-        marks = _InFlightMarks(connection)
-        try:
-            sent = zip(batch.outgoing, send_messages(messages, settings, marks.wait), strict=True)
-            for (row, _message), error in sent:
-                if error is None:
-                    marks.send(row.id, row.template)
-                    continue
-                failure = _record_failure(
-                    row.id, str(error), settings, transient=isinstance(error, TransientSmtpError)
-                )
-                if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
-                    send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
-            marks.wait()
-        except BaseException:
-            connection.invalidate()  # a mark may still be on its way: the pool must not reuse it
-            raise
+    with _sent_marks() as marks:
+        sent = zip(batch.outgoing, send_messages(messages, settings, marks.wait), strict=True)
+        for (row, _message), error in sent:
+            if error is None:
+                marks.send(row.id, row.template)
+                continue
+            failure = _record_failure(
+                row.id, str(error), settings, transient=isinstance(error, TransientSmtpError)
+            )
+            if failure.retry_in is not None:  # wake a worker then; the sweep covers a lost one
+                send_task(SEND_EMAIL_TASK, row.dedupe_key, countdown=failure.retry_in)
 
 
 def _load_ledger(session: Session, rows: Sequence[EmailOutbox]) -> list[object]:
@@ -286,36 +280,27 @@ def _prepare(session: Session, row: EmailOutbox, settings: Settings) -> EmailMes
 
 
 @contextmanager
-def _outcomes() -> Iterator[Connection]:
-    """A connection for recording sends, one round trip each: every statement commits by itself
-    and does not wait for its commit to reach the disk.
+def _sent_marks() -> Iterator["_InFlightMarks"]:
+    """Marks of sent mails on a connection of their own, one round trip each: every statement
+    commits by itself and does not wait for its commit to reach the disk.
 
     Only a database crash in the next fraction of a second can lose such a commit, and then the
     mail is sent again once its lease runs out, as after a worker crash between the server's
     acceptance and the commit; no mail is ever lost that way. The setting is this connection's
-    for the batch alone (reset before it returns to the pool).
+    for the batch alone (reset before it returns to the pool). The last mark is waited for on the
+    way out.
     """
     with get_engine().connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
         connection.exec_driver_sql("SET synchronous_commit = off")
+        marks = _InFlightMarks(connection)
         try:
-            yield connection
-        finally:
-            if not connection.invalidated:
-                connection.exec_driver_sql("RESET synchronous_commit")
-
-
-# Built once: building the statement took longer than running it, once per mail.
-_MARK_SENT = (
-    update(EmailOutbox)
-    .where(EmailOutbox.id == bindparam("row_id"), EmailOutbox.status == "sending")
-    .values(status="sent", sent_at=bindparam("now"), last_error=None, updated_at=bindparam("now"))
-)
-
-
-def _mark_sent(connection: Connection, row_id: int, template: str) -> None:
-    connection.execute(_MARK_SENT, {"row_id": row_id, "now": utcnow()})
-    log.info("email_sent", outbox_id=row_id, template=template)
+            yield marks
+            marks.wait()
+        except BaseException:
+            connection.invalidate()  # a mark may still be on its way: the pool must not reuse it
+            raise
+        connection.exec_driver_sql("RESET synchronous_commit")
 
 
 _MARK_SENT_SQL = (
@@ -325,9 +310,9 @@ _MARK_SENT_SQL = (
 
 
 class _InFlightMarks:
-    """`_mark_sent` without waiting for its answer: the statement is sent through libpq at once
-    and its answer read when `wait` is called. A thread doing the marks cost the worker more in
-    handing each one over than the statement itself."""
+    """Marks a mail sent without waiting for the answer: the statement is sent through libpq at
+    once and its answer read when `wait` is called (before the next mail's DATA). A thread
+    doing the marks cost the worker more in handing each one over than the statement itself."""
 
     def __init__(self, connection: Connection) -> None:
         driver = connection.connection.driver_connection
