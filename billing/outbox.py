@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -18,57 +18,43 @@ SEND_DUE_TASK = "workers.emails.send_due"
 STATUSES = ("pending", "sending", "sent", "failed", "canceled")
 
 
-def queue_email(
-    session: Session,
-    *,
-    dedupe_key: str,
-    template: str,
-    to_email: str,
-    locale: str = "en",
-    context: dict[str, Any] | None = None,
-    pledge_id: uuid.UUID | None = None,
-    payment_id: int | None = None,
-    send_after: datetime | None = None,
-    status: str = "pending",
-) -> bool:
+class OutboxEmail(TypedDict):
+    """One mail to queue. A row written with status "canceled" holds its key so that mail is
+    never sent (e.g. reminders after recovery)."""
+
+    dedupe_key: str
+    template: str
+    to_email: str
+    locale: NotRequired[str]
+    context: NotRequired[dict[str, Any] | None]
+    pledge_id: NotRequired[uuid.UUID | None]
+    payment_id: NotRequired[int | None]
+    send_after: NotRequired[datetime | None]
+    status: NotRequired[str]
+
+
+def queue_email(session: Session, **email: Unpack[OutboxEmail]) -> bool:
     """Add the email in the caller's transaction; False when its key was queued before.
 
-    The caller commits, and enqueues the send only after that commit. A row written with
-    status "canceled" holds its key so that mail is never sent (e.g. reminders after recovery).
+    The caller commits, and enqueues the send only after that commit.
     """
-    email = outbox_row(
-        dedupe_key=dedupe_key, template=template, to_email=to_email, locale=locale,
-        context=context, pledge_id=pledge_id, payment_id=payment_id, send_after=send_after,
-        status=status,
-    )  # fmt: skip
-    return queue_emails(session, [email]) == 1
+    return queue_emails(session, [outbox_row(**email)]) == 1
 
 
-def outbox_row(
-    *,
-    dedupe_key: str,
-    template: str,
-    to_email: str,
-    locale: str = "en",
-    context: dict[str, Any] | None = None,
-    pledge_id: uuid.UUID | None = None,
-    payment_id: int | None = None,
-    send_after: datetime | None = None,
-    status: str = "pending",
-) -> dict[str, Any]:
+def outbox_row(**email: Unpack[OutboxEmail]) -> dict[str, Any]:
     """The values of one outbox row, for `queue_emails`."""
     now = utcnow()
     return {
-        "dedupe_key": dedupe_key,
-        "template": template,
-        "to_email": to_email,
-        "locale": locale,
-        "context": context or {},
-        "pledge_id": pledge_id,
-        "payment_id": payment_id,
-        "status": status,
+        "dedupe_key": email["dedupe_key"],
+        "template": email["template"],
+        "to_email": email["to_email"],
+        "locale": email.get("locale", "en"),
+        "context": email.get("context") or {},
+        "pledge_id": email.get("pledge_id"),
+        "payment_id": email.get("payment_id"),
+        "status": email.get("status", "pending"),
         "attempts": 0,
-        "send_after": send_after or now,
+        "send_after": email.get("send_after") or now,
         "created_at": now,
         "updated_at": now,
     }
